@@ -1,0 +1,731 @@
+//! Advisory locks: acquisition, guards and release.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use crate::activity::advisory_holders;
+use crate::connection::{scope_or_checkout, Connection};
+use crate::error::{Error, ErrorKind};
+use crate::exec::{send_now, Exec, KeyParams};
+use crate::key::{KeyHash, LockKey, ToLockKey};
+use crate::registry::DEFAULT_ALIAS;
+use crate::{rt, sql};
+
+/// How long an acquisition may wait for the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Whatever `lock_timeout` the session has (a surrounding `lock_timeout` scope,
+    /// or the server's default).
+    Inherit,
+    /// Without limit, whatever the session's `lock_timeout`.
+    Forever,
+    /// Not at all (`pg_try_advisory_*`).
+    NoWait,
+    /// At most this long, measured by the server (`lock_timeout` for the lock
+    /// statement alone).
+    Bounded(Duration),
+}
+
+impl Wait {
+    pub(crate) fn from_timeout(t: Option<Duration>) -> Wait {
+        match t {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::NoWait,
+            Some(d) => Wait::Bounded(d),
+        }
+    }
+
+    /// The `lock_timeout` value to set for the statement, if any.
+    fn setting(self) -> Result<Option<String>, Error> {
+        match self {
+            Wait::Inherit | Wait::NoWait => Ok(None),
+            Wait::Forever => Ok(Some(sql::lock_timeout_value(None))),
+            Wait::Bounded(d) => crate::timeout::check_duration(d).map(|_| Some(sql::lock_timeout_value(Some(d)))),
+        }
+    }
+}
+
+/// The transaction situation of the connection a lock is taken on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Txn {
+    /// No transaction block (each statement is its own transaction).
+    None,
+    /// A transaction pglock began for this lock: a failure rolls it back whole.
+    Ours,
+    /// The caller's transaction: a failure must leave it usable (savepoint).
+    Caller,
+    /// Not known: ask the server.
+    Unknown,
+}
+
+/// An advisory lock to acquire: key, mode, lifetime, wait and database alias.
+///
+/// Build one with [`advisory`] (or [`AdvisoryLock::new`]), then call one of the
+/// `acquire*` methods. The builder is cheap to clone and can be reused.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// use std::time::Duration;
+///
+/// let lock = pglock_runtime::advisory("nightly-report").timeout(Duration::from_secs(2));
+/// let guard = lock.acquire().await?; // waits at most 2 s, measured by the server
+/// // ... run the report on guard.connection() or pglock_runtime::connection() ...
+/// guard.release().await?; // reports a lock lost while held
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "an AdvisoryLock does nothing until one of its acquire methods is called"]
+pub struct AdvisoryLock {
+    pub(crate) key: LockKey,
+    pub(crate) shared: bool,
+    pub(crate) xact: bool,
+    pub(crate) wait: Wait,
+    pub(crate) alias: Cow<'static, str>,
+}
+
+impl fmt::Debug for AdvisoryLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdvisoryLock")
+            .field("key", &self.key)
+            .field("shared", &self.shared)
+            .field("xact", &self.xact)
+            .field("wait", &self.wait)
+            .field("alias", &self.alias)
+            .finish()
+    }
+}
+
+/// An exclusive, session-level advisory lock on `key` that waits without limit
+/// (unless a `lock_timeout` scope says otherwise), on the `"default"` alias.
+/// Strings are hashed with [`KeyHash::DjangoPglock`]; see [`advisory_with`] for the
+/// other algorithms.
+///
+/// ```
+/// use pglock_runtime::{advisory, LockKey};
+///
+/// assert_eq!(advisory(42).key(), LockKey::Int(42));
+/// assert_eq!(advisory((1, 2)).key(), LockKey::Pair(1, 2));
+/// assert_eq!(advisory("hello").key(), LockKey::Int(1054880662928880172));
+/// ```
+pub fn advisory(key: impl ToLockKey) -> AdvisoryLock {
+    AdvisoryLock::new(key.to_lock_key(KeyHash::default()))
+}
+
+/// Like [`advisory`], hashing a string key with `hash`.
+///
+/// ```
+/// use pglock_runtime::{advisory_with, KeyHash, LockKey};
+///
+/// let lock = advisory_with("hello", KeyHash::Sqlx);
+/// assert_eq!(lock.key(), LockKey::Int(5976985304735029827));
+/// ```
+pub fn advisory_with(key: impl ToLockKey, hash: KeyHash) -> AdvisoryLock {
+    AdvisoryLock::new(key.to_lock_key(hash))
+}
+
+impl AdvisoryLock {
+    /// An exclusive session lock on `key`; see [`advisory`].
+    pub fn new(key: LockKey) -> AdvisoryLock {
+        AdvisoryLock {
+            key,
+            shared: false,
+            xact: false,
+            wait: Wait::Inherit,
+            alias: Cow::Borrowed(DEFAULT_ALIAS),
+        }
+    }
+
+    /// The key this lock takes.
+    pub fn key(&self) -> LockKey {
+        self.key
+    }
+
+    /// Shared mode: shared holders coexist; an exclusive holder excludes them all.
+    pub fn shared(mut self) -> AdvisoryLock {
+        self.shared = true;
+        self
+    }
+
+    /// Transaction level: the lock ends with the transaction it was taken in, and
+    /// cannot be released by hand. Works behind transaction-pooling PgBouncer.
+    pub fn xact(mut self) -> AdvisoryLock {
+        self.xact = true;
+        self
+    }
+
+    /// Waits at most `d` for the lock, measured by the server. `Duration::ZERO`
+    /// means "do not wait" (`pg_try_advisory_*`).
+    pub fn timeout(mut self, d: Duration) -> AdvisoryLock {
+        self.wait = Wait::from_timeout(Some(d));
+        self
+    }
+
+    /// Does not wait: fails with [`ErrorKind::Busy`] at once if the lock is held.
+    pub fn no_wait(mut self) -> AdvisoryLock {
+        self.wait = Wait::NoWait;
+        self
+    }
+
+    /// Waits without limit, even inside a `lock_timeout` scope.
+    pub fn wait_forever(mut self) -> AdvisoryLock {
+        self.wait = Wait::Forever;
+        self
+    }
+
+    /// Uses a registered database alias instead of `"default"`.
+    pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> AdvisoryLock {
+        self.alias = alias.into();
+        self
+    }
+
+    pub(crate) fn spec(&self) -> crate::scope::Spec {
+        crate::scope::Spec {
+            alias: self.alias.clone(),
+            lock: Some(crate::scope::LockSpec {
+                key: self.key,
+                shared: self.shared,
+                xact: self.xact,
+                wait: self.wait,
+            }),
+            lock_timeout: None,
+        }
+    }
+
+    /// Runs `fut` while holding the lock, with the lock's connection as the scope
+    /// connection ([`connection()`](crate::connection())). A transaction-level lock
+    /// runs `fut` in a transaction committed when it completes and rolled back if it
+    /// panics. The lock is released before this returns, on every path; if the
+    /// returned future is dropped mid-way, the session is closed, which releases it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// let rows = pglock_runtime::advisory(("invoice", 42))
+    ///     .run(async {
+    ///         let db = pglock_runtime::connection().await?;
+    ///         db.execute("UPDATE invoices SET sent = true WHERE id = 42", &[]).await
+    ///     })
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](AdvisoryLock::acquire), plus release errors
+    /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
+    pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
+        crate::scope::run(self.spec(), fut, |_| false).await.into_result()
+    }
+
+    /// Acquires the lock on the scope connection of the alias (inside an annotated
+    /// call or another lock's scope), or on a connection checked out for the guard.
+    ///
+    /// A transaction-level lock outside any scope opens a transaction that the
+    /// guard commits ([`AdvisoryGuard::commit`]) or rolls back (on drop). Inside a
+    /// scope it needs the scope connection to be in a transaction already.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Busy`] (no-wait) or [`ErrorKind::LockTimeout`] when someone else
+    /// holds it, both with [`Error::holders`]; [`ErrorKind::Deadlock`],
+    /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
+    /// errors.
+    pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
+        let (conn, fresh) = scope_or_checkout(&self.alias).await?;
+        let exec = Exec::pooled(&conn);
+        let txn = if self.xact {
+            if fresh {
+                exec.batch(sql::BEGIN).await?;
+                Txn::Ours
+            } else if in_transaction(exec).await? {
+                Txn::Caller
+            } else {
+                return Err(Error::usage(
+                    "a transaction-level (`xact`) lock needs an open transaction, and the scope \
+                     connection has none: take it outside any scope (pglock opens a transaction), \
+                     inside an `xact` scope, or with `acquire_in(&transaction)`",
+                )
+                .with_key(self.key)
+                .with_alias(&self.alias));
+            }
+        } else if fresh {
+            Txn::None
+        } else {
+            Txn::Unknown
+        };
+        let cancel = Some(&conn);
+        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, cancel).await {
+            Ok(()) => Ok(AdvisoryGuard::new(
+                Target::Owned(conn),
+                self,
+                txn == Txn::Ours,
+            )),
+            Err(e) => {
+                if txn == Txn::Ours {
+                    exec.batch(sql::ROLLBACK).await.ok();
+                }
+                Err(failed(exec, self.key, e).await.with_alias(&self.alias))
+            }
+        }
+    }
+
+    /// Like [`acquire`](AdvisoryLock::acquire), but `Ok(None)` when the lock is held
+    /// elsewhere ([`ErrorKind::Busy`] or [`ErrorKind::LockTimeout`]).
+    ///
+    /// # Errors
+    ///
+    /// Every other failure of [`acquire`](AdvisoryLock::acquire).
+    pub async fn try_acquire(&self) -> Result<Option<AdvisoryGuard<'static>>, Error> {
+        match self.acquire().await {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.is_not_acquired() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acquires a session-level lock on the caller's own client (postgres-lock's
+    /// use). The guard borrows the client; release it with
+    /// [`AdvisoryGuard::release`].
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](AdvisoryLock::acquire); [`ErrorKind::Usage`] for an `xact`
+    /// lock (use [`acquire_in`](AdvisoryLock::acquire_in) with a transaction).
+    pub async fn acquire_on<'c>(&self, client: &'c Client) -> Result<AdvisoryGuard<'c>, Error> {
+        if self.xact {
+            return Err(Error::usage(
+                "a transaction-level (`xact`) lock on a bare client would end with the statement \
+                 that takes it: use `acquire_in(&transaction)`",
+            )
+            .with_key(self.key));
+        }
+        let exec = Exec::borrowed(client);
+        match lock(exec, self.key, self.shared, false, self.wait, Txn::Unknown, None).await {
+            Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
+            Err(e) => Err(failed(exec, self.key, e).await),
+        }
+    }
+
+    /// Acquires the lock inside the caller's transaction. A transaction-level lock
+    /// lasts until that transaction ends; a session-level one until released. A
+    /// failure (timeout, busy) leaves the transaction usable: the attempt runs in a
+    /// savepoint.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](AdvisoryLock::acquire).
+    pub async fn acquire_in<'c>(
+        &self,
+        txn: &'c Transaction<'_>,
+    ) -> Result<AdvisoryGuard<'c>, Error> {
+        let client = tokio_postgres::GenericClient::client(txn);
+        let exec = Exec::borrowed(client);
+        match lock(exec, self.key, self.shared, self.xact, self.wait, Txn::Caller, None).await {
+            Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
+            Err(e) => Err(failed(exec, self.key, e).await),
+        }
+    }
+}
+
+/// Adds the holders to a not-acquired error (when the connection can still query).
+pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
+    let e = e.with_key(key);
+    if !e.is_not_acquired() {
+        return e;
+    }
+    match advisory_holders(exec.client, key).await {
+        Ok(holders) => e.with_holders(holders),
+        Err(_) => e,
+    }
+}
+
+pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
+    Ok(exec.one(sql::IN_TRANSACTION, &[]).await?.get(0))
+}
+
+/// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
+/// wait is cancelled and, for a pooled connection (`cancel_conn`), the connection is
+/// discarded so that a grant that won the race dies with the session.
+pub(crate) async fn lock(
+    exec: Exec<'_>,
+    key: LockKey,
+    shared: bool,
+    xact: bool,
+    wait: Wait,
+    txn: Txn,
+    cancel_conn: Option<&Connection>,
+) -> Result<(), Error> {
+    let p = KeyParams::new(key);
+    let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
+    if wait == Wait::NoWait {
+        let row = exec.one(sql::TRY_LOCK[k][x][s], &p.with(&[])).await?;
+        return if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Busy, ""))
+        };
+    }
+    let setting = wait.setting()?;
+    let txn = match txn {
+        Txn::Unknown if in_transaction(exec).await? => Txn::Caller,
+        Txn::Unknown => Txn::None,
+        t => t,
+    };
+    let unlock_if_held = (!xact).then_some((key, shared));
+    let waiting = |sql: &'static str, params| {
+        let guard = CancelOnDrop::new(exec.client, cancel_conn, unlock_if_held);
+        async move {
+            let params: Vec<crate::exec::Param<'_>> = params;
+            let r = exec.one(sql, &params).await.map(drop);
+            guard.disarm();
+            r
+        }
+    };
+    let result = match (txn, &setting) {
+        (Txn::None, None) => waiting(sql::LOCK[k][x][s], p.with(&[])).await,
+        // Outside a transaction block the statement is its own transaction, so a
+        // transaction-local setting in the same statement ends with it.
+        (Txn::None, Some(v)) => {
+            waiting(sql::LOCK_WITH_TIMEOUT[k][x][s], p.with(&[(v, Type::TEXT)])).await
+        }
+        (txn, setting) => {
+            in_transaction_waiting(exec, txn, setting.as_deref(), || {
+                waiting(sql::LOCK[k][x][s], p.with(&[]))
+            })
+            .await
+        }
+    };
+    match result {
+        Err(e) if !xact && matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::Cancelled | ErrorKind::Deadlock) => {
+            // The grant may have won the race against the timeout or the cancel
+            // (DistributedLock #147): release what we were given.
+            if txn != Txn::Ours && holds(exec, key, shared).await? {
+                unlock(exec, key, shared).await?;
+            }
+            if let Wait::Bounded(d) = wait {
+                if e.is_timeout() {
+                    return Err(e.with_waited(d));
+                }
+            }
+            Err(e)
+        }
+        Err(e) => match wait {
+            Wait::Bounded(d) if e.is_timeout() => Err(e.with_waited(d)),
+            _ => Err(e),
+        },
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Runs a lock statement inside a transaction block with `lock_timeout` set to
+/// `setting` for that statement alone. In the caller's transaction (`Txn::Caller`)
+/// the attempt runs in a savepoint, so a failure leaves the transaction usable and
+/// rolls back anything the attempt did; in pglock's own transaction (`Txn::Ours`) a
+/// failure is followed by a rollback of the whole transaction by the caller.
+pub(crate) async fn in_transaction_waiting<F, Fut>(
+    exec: Exec<'_>,
+    txn: Txn,
+    setting: Option<&str>,
+    statement: F,
+) -> Result<(), Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let savepoint = txn != Txn::Ours;
+    if savepoint {
+        exec.batch(sql::SAVEPOINT).await?;
+    }
+    let attempt = async {
+        let prev: Option<String> = match setting {
+            Some(v) => Some(exec.one(sql::SET_LOCAL_LOCK_TIMEOUT, &[(&v, Type::TEXT)]).await?.get(0)),
+            None => None,
+        };
+        statement().await?;
+        if let Some(prev) = prev {
+            exec.one(sql::RESTORE_LOCK_TIMEOUT, &[(&prev, Type::TEXT), (&true, Type::BOOL)])
+                .await?;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match (attempt, savepoint) {
+        (Ok(()), true) => exec.batch(sql::RELEASE_SAVEPOINT).await,
+        (Ok(()), false) => Ok(()),
+        (Err(e), true) => {
+            exec.batch(sql::ROLLBACK_TO_SAVEPOINT).await?;
+            Err(e)
+        }
+        (Err(e), false) => Err(e),
+    }
+}
+
+async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
+    let (c, o, s) = key.pg_locks_ids();
+    let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
+    Ok(exec
+        .one(
+            sql::HOLDS_ADVISORY,
+            &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2), (&mode, Type::TEXT)],
+        )
+        .await?
+        .get(0))
+}
+
+/// Releases a session lock; `Err(LostBeforeRelease)` when the server says it was
+/// not held.
+pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<(), Error> {
+    let p = KeyParams::new(key);
+    let row = exec.one(sql::UNLOCK[p.kind()][usize::from(shared)], &p.with(&[])).await?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        tracing::error!(target: "pglock", key = %key, "advisory lock was not held when it was released: it was lost");
+        Err(Error::new(
+            ErrorKind::LostBeforeRelease,
+            "pg_advisory_unlock returned false: the session no longer held the lock, so the \
+             work it protected may have overlapped with another holder",
+        )
+        .with_key(key))
+    }
+}
+
+/// Cancels a server-side lock wait if the acquiring future is dropped while the
+/// server is still waiting.
+pub(crate) struct CancelOnDrop<'a> {
+    armed: bool,
+    client: &'a Client,
+    conn: Option<&'a Connection>,
+    unlock_if_held: Option<(LockKey, bool)>,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    /// `conn`: a pooled connection nobody else uses, closed on cancel.
+    /// `unlock_if_held`: a session lock to release on a caller's client if the
+    /// grant wins the race.
+    pub(crate) fn new(
+        client: &'a Client,
+        conn: Option<&'a Connection>,
+        unlock_if_held: Option<(LockKey, bool)>,
+    ) -> Self {
+        CancelOnDrop {
+            armed: true,
+            client,
+            conn,
+            unlock_if_held,
+        }
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::debug!(target: "pglock", "lock wait abandoned: cancelling it on the server");
+        match (self.conn, self.unlock_if_held) {
+            // The session may be granted the lock in the instant before the cancel
+            // lands; closing the session is the one way to be sure nothing survives.
+            (Some(conn), _) => conn.discard(),
+            // A caller's client stays open: queue an unlock-if-held behind the wait,
+            // which runs once the wait ends either way.
+            (None, Some((key, shared))) => {
+                send_now(self.client.batch_execute(&sql::unlock_if_held_literal(key, shared)));
+            }
+            // Transaction-level and table locks end with the caller's transaction,
+            // which the cancelled wait has aborted.
+            (None, None) => {}
+        }
+        let token = self.client.cancel_token();
+        rt::spawn(async move {
+            let _ = token.cancel_query(NoTls).await;
+        });
+    }
+}
+
+/// What a guard releases its lock on.
+enum Target<'c> {
+    Owned(Connection),
+    Borrowed(&'c Client),
+}
+
+/// Proof that an advisory lock is held. Release it with
+/// [`release`](AdvisoryGuard::release) (session locks) or end its transaction with
+/// [`commit`](AdvisoryGuard::commit) / [`rollback`](AdvisoryGuard::rollback)
+/// (transaction-level locks pglock opened a transaction for).
+///
+/// Dropping the guard is a best-effort backstop: a session lock is unlocked, a
+/// transaction pglock opened is rolled back, in the background; if that fails the
+/// connection is closed rather than returned to the pool, so the lock never
+/// outlives its guard on a pooled connection.
+#[must_use = "the lock is released when the guard is dropped; bind it with `let _guard = …`"]
+pub struct AdvisoryGuard<'c> {
+    target: Option<Target<'c>>,
+    key: LockKey,
+    shared: bool,
+    xact: bool,
+    own_txn: bool,
+    alias: Cow<'static, str>,
+}
+
+impl fmt::Debug for AdvisoryGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdvisoryGuard")
+            .field("key", &self.key)
+            .field("shared", &self.shared)
+            .field("xact", &self.xact)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> AdvisoryGuard<'c> {
+    fn new(target: Target<'c>, lock: &AdvisoryLock, own_txn: bool) -> AdvisoryGuard<'c> {
+        tracing::debug!(target: "pglock", key = %lock.key, shared = lock.shared, xact = lock.xact, "advisory lock acquired");
+        AdvisoryGuard {
+            target: Some(target),
+            key: lock.key,
+            shared: lock.shared,
+            xact: lock.xact,
+            own_txn,
+            alias: lock.alias.clone(),
+        }
+    }
+
+    /// The key held.
+    pub fn key(&self) -> LockKey {
+        self.key
+    }
+
+    /// Whether the lock is held in shared mode.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Whether the lock is transaction-level.
+    pub fn is_xact(&self) -> bool {
+        self.xact
+    }
+
+    /// The pooled connection holding the lock, for guards from
+    /// [`AdvisoryLock::acquire`]; `None` for a caller's client.
+    pub fn connection(&self) -> Option<&Connection> {
+        match self.target.as_ref() {
+            Some(Target::Owned(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The client of the session holding the lock.
+    pub fn client(&self) -> &Client {
+        match self.target.as_ref().expect("present until consumed") {
+            Target::Owned(c) => c.client(),
+            Target::Borrowed(c) => c,
+        }
+    }
+
+    fn exec(&self) -> Exec<'_> {
+        match self.target.as_ref().expect("present until consumed") {
+            Target::Owned(c) => Exec::pooled(c),
+            Target::Borrowed(c) => Exec::borrowed(c),
+        }
+    }
+
+    /// Releases a session lock, checking the server's answer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::LostBeforeRelease`] when the session no longer held the lock;
+    /// [`ErrorKind::Usage`] for a transaction-level lock (it ends with its
+    /// transaction; the guard then behaves as if dropped); connection errors.
+    pub async fn release(mut self) -> Result<(), Error> {
+        if self.xact {
+            return Err(Error::usage(
+                "a transaction-level (`xact`) lock cannot be released by hand: it ends when its \
+                 transaction commits or rolls back",
+            )
+            .with_key(self.key));
+        }
+        let r = unlock(self.exec(), self.key, self.shared).await;
+        if r.is_err() {
+            if let Some(Target::Owned(c)) = &self.target {
+                c.discard();
+            }
+        }
+        self.target = None;
+        r.map_err(|e| e.with_key(self.key).with_alias(&self.alias))
+    }
+
+    /// Commits the transaction pglock opened for a transaction-level lock, which
+    /// releases the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Usage`] when the guard did not open a transaction (a session
+    /// lock, or a lock taken in the caller's transaction); `COMMIT` failures.
+    pub async fn commit(self) -> Result<(), Error> {
+        self.end(sql::COMMIT).await
+    }
+
+    /// Rolls back the transaction pglock opened for a transaction-level lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](AdvisoryGuard::commit).
+    pub async fn rollback(self) -> Result<(), Error> {
+        self.end(sql::ROLLBACK).await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), Error> {
+        if !self.own_txn {
+            return Err(Error::usage(
+                "this guard did not open a transaction: release a session lock with `release()`, \
+                 and end your own transaction yourself",
+            )
+            .with_key(self.key));
+        }
+        let r = self.exec().batch(statement).await;
+        if r.is_err() {
+            if let Some(Target::Owned(c)) = &self.target {
+                c.discard();
+            }
+        }
+        self.target = None;
+        r
+    }
+}
+
+impl Drop for AdvisoryGuard<'_> {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else { return };
+        let (key, shared) = (self.key, self.shared);
+        match target {
+            Target::Owned(conn) if self.own_txn => {
+                rt::spawn(async move {
+                    if Exec::pooled(&conn).batch(sql::ROLLBACK).await.is_err() {
+                        conn.discard();
+                    }
+                });
+            }
+            Target::Owned(_) if self.xact => {}
+            Target::Owned(conn) => {
+                rt::spawn(async move {
+                    if unlock(Exec::pooled(&conn), key, shared).await.is_err() {
+                        conn.discard();
+                    }
+                });
+            }
+            Target::Borrowed(_) if self.xact => {}
+            Target::Borrowed(client) => {
+                tracing::warn!(target: "pglock", key = %key, "advisory guard dropped without release(): unlocking in the background");
+                send_now(client.batch_execute(&sql::unlock_literal(key, shared)));
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Not public API: what `#[advisory_lock]`, `#[lock_timeout]` and `#[prioritize]`
+//! expand to. Anything here may change in any release.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+pub use core::time::Duration;
+
+pub use crate::error::Error;
+pub use crate::key::{KeyHash, LockKey, ToLockKey};
+pub use crate::returns::{Raise, Skipped};
+
+use crate::advisory::Wait;
+use crate::scope::{self, LockSpec, Outcome, Spec, SyncActive};
+
+/// Converts a key expression with the attribute's hash.
+#[inline]
+pub fn key<K: ToLockKey + ?Sized>(k: &K, hash: KeyHash) -> LockKey {
+    k.to_lock_key(hash)
+}
+
+/// One annotated call.
+#[derive(Debug)]
+#[must_use]
+pub struct Plan {
+    function: &'static str,
+    alias: &'static str,
+    key: Option<LockKey>,
+    shared: bool,
+    xact: bool,
+    wait: Wait,
+    lock_timeout: Option<Option<Duration>>,
+}
+
+impl Plan {
+    /// `function` is `concat!(module_path!(), "::", "<name>")`, named in events.
+    #[inline]
+    pub fn new(function: &'static str) -> Plan {
+        Plan {
+            function,
+            alias: crate::registry::DEFAULT_ALIAS,
+            key: None,
+            shared: false,
+            xact: false,
+            wait: Wait::Inherit,
+            lock_timeout: None,
+        }
+    }
+
+    /// The registry alias.
+    #[inline]
+    pub fn using(mut self, alias: &'static str) -> Plan {
+        self.alias = alias;
+        self
+    }
+
+    /// Takes an advisory lock on `key`.
+    #[inline]
+    pub fn advisory(mut self, key: LockKey) -> Plan {
+        self.key = Some(key);
+        self
+    }
+
+    /// Shared mode.
+    #[inline]
+    pub fn shared(mut self) -> Plan {
+        self.shared = true;
+        self
+    }
+
+    /// Transaction-level lock in a transaction around the body.
+    #[inline]
+    pub fn xact(mut self) -> Plan {
+        self.xact = true;
+        self
+    }
+
+    /// `None`: wait without limit; `Some(ZERO)`: do not wait; `Some(d)`: at most `d`.
+    #[inline]
+    pub fn timeout(mut self, t: Option<Duration>) -> Plan {
+        self.wait = Wait::from_timeout(t);
+        self
+    }
+
+    /// `#[lock_timeout]`: `None` for no limit.
+    #[inline]
+    pub fn lock_timeout(mut self, t: Option<Duration>) -> Plan {
+        self.lock_timeout = Some(t);
+        self
+    }
+
+    fn spec(&self) -> Spec {
+        Spec {
+            alias: Cow::Borrowed(self.alias),
+            lock: self.key.map(|key| LockSpec {
+                key,
+                shared: self.shared,
+                xact: self.xact,
+                wait: self.wait,
+            }),
+            lock_timeout: self.lock_timeout,
+        }
+    }
+
+    fn skipped(&self, e: &Error) {
+        let key = self.key.map(|k| k.to_string());
+        let holders: Vec<String> = e.holders().iter().map(ToString::to_string).collect();
+        if e.is_not_acquired() {
+            tracing::debug!(target: "pglock", function = self.function, key = key.as_deref(),
+                holders = ?holders, reason = %e, "skipped: the lock is held elsewhere");
+        } else {
+            tracing::warn!(target: "pglock", function = self.function, key = key.as_deref(),
+                error = %e, "skipped: could not acquire the lock");
+        }
+    }
+
+    fn undo_failed(&self, e: &Error) {
+        tracing::error!(target: "pglock", function = self.function,
+            key = self.key.map(|k| k.to_string()).as_deref(), error = %e,
+            "the body ran, but releasing its lock scope failed");
+    }
+}
+
+/// `on_fail = raise` (and `#[lock_timeout]` / `#[prioritize]` alone), async.
+pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
+    match scope::run(plan.spec(), body, R::is_failure).await {
+        Outcome::Ran(r) => r,
+        Outcome::RanUndoFailed(r, e) => {
+            plan.undo_failed(&e);
+            if r.is_failure() {
+                r
+            } else {
+                R::from_error(e)
+            }
+        }
+        Outcome::NotRun(e) => R::from_error(e),
+    }
+}
+
+/// `on_fail = skip`, async.
+pub async fn skip<R: Skipped, F: Future<Output = R>>(plan: Plan, body: F) -> R {
+    match scope::run(plan.spec(), body, R::is_failure).await {
+        Outcome::Ran(r) => r,
+        Outcome::RanUndoFailed(r, e) => {
+            plan.undo_failed(&e);
+            r
+        }
+        Outcome::NotRun(e) => {
+            plan.skipped(&e);
+            R::skipped()
+        }
+    }
+}
+
+/// A scope entered by a plain (sync) annotated function. Leave it with `exit_*`;
+/// dropping it (early `return` not rewritten, `?`, panic) rolls back and releases.
+#[must_use]
+pub struct SyncScope {
+    active: SyncActive,
+    plan: Plan,
+}
+
+impl std::fmt::Debug for SyncScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncScope").field("plan", &self.plan).finish_non_exhaustive()
+    }
+}
+
+/// Enters a scope for `on_fail = raise`; `Err(value)` is what to return at once.
+pub fn enter_raise<R: Raise>(plan: Plan) -> Result<SyncScope, R> {
+    match SyncActive::enter(plan.spec()) {
+        Ok(active) => Ok(SyncScope { active, plan }),
+        Err(e) => Err(R::from_error(e)),
+    }
+}
+
+/// Enters a scope for `on_fail = skip`; `Err(value)` is what to return at once.
+pub fn enter_skip<R: Skipped>(plan: Plan) -> Result<SyncScope, R> {
+    match SyncActive::enter(plan.spec()) {
+        Ok(active) => Ok(SyncScope { active, plan }),
+        Err(e) => {
+            plan.skipped(&e);
+            Err(R::skipped())
+        }
+    }
+}
+
+impl SyncScope {
+    /// Leaves the scope with the body's value (`on_fail = raise`).
+    pub fn exit_raise<R: Raise>(self, value: R) -> R {
+        let SyncScope { active, plan } = self;
+        match active.exit(value.is_failure()) {
+            Ok(()) => value,
+            Err(e) => {
+                plan.undo_failed(&e);
+                if value.is_failure() {
+                    value
+                } else {
+                    R::from_error(e)
+                }
+            }
+        }
+    }
+
+    /// Leaves the scope with the body's value (`on_fail = skip`).
+    pub fn exit_skip<R: Skipped>(self, value: R) -> R {
+        let SyncScope { active, plan } = self;
+        if let Err(e) = active.exit(value.is_failure()) {
+            plan.undo_failed(&e);
+        }
+        value
+    }
+}

@@ -1,0 +1,397 @@
+//! Database aliases, their configuration and their connection pools.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::connection::Connection;
+use crate::error::{Error, ErrorKind};
+use crate::{rt, sql};
+
+/// The alias used when none is named.
+pub const DEFAULT_ALIAS: &str = "default";
+
+/// How to reach one database, and how many connections to keep for it.
+///
+/// ```
+/// use std::time::Duration;
+/// use pglock_runtime::Config;
+///
+/// let config: Config = "postgres://app@db.internal/app".parse()?;
+/// let config = config.max_size(32).checkout_timeout(Duration::from_secs(5));
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pg: tokio_postgres::Config,
+    max_size: usize,
+    checkout_timeout: Duration,
+    connect_timeout: Duration,
+    allow_standby: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password.
+        f.debug_struct("Config")
+            .field("pg", &self.pg)
+            .field("max_size", &self.max_size)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("allow_standby", &self.allow_standby)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration from a `tokio_postgres` one, with the default pool settings:
+    /// 16 connections, a 30 s checkout wait, a 10 s connect timeout, standbys refused.
+    pub fn new(pg: tokio_postgres::Config) -> Config {
+        let mut pg = pg;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        let connect_timeout = *pg.get_connect_timeout().expect("set above");
+        Config {
+            pg,
+            max_size: 16,
+            checkout_timeout: Duration::from_secs(30),
+            connect_timeout,
+            allow_standby: false,
+        }
+    }
+
+    /// Parses a libpq URL (`postgres://user:pass@host:port/db?…`) or a key=value
+    /// connection string (`host=… user=… dbname=…`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] saying what is malformed.
+    pub fn from_url(url: &str) -> Result<Config, Error> {
+        tokio_postgres::Config::from_str(url)
+            .map(Config::new)
+            .map_err(|e| {
+                Error::config(format!(
+                    "invalid database URL: {e}; expected `postgres://user:password@host:port/database` \
+                     or `host=… user=… dbname=…`"
+                ))
+                .with_source(e)
+            })
+    }
+
+    /// The largest number of connections the alias opens (at least 1).
+    pub fn max_size(mut self, n: usize) -> Config {
+        self.max_size = n.max(1);
+        self
+    }
+
+    /// How long a checkout waits for a free connection before failing with
+    /// [`ErrorKind::Pool`].
+    pub fn checkout_timeout(mut self, d: Duration) -> Config {
+        self.checkout_timeout = d;
+        self
+    }
+
+    /// How long opening a connection may take.
+    pub fn connect_timeout(mut self, d: Duration) -> Config {
+        self.connect_timeout = d;
+        self.pg.connect_timeout(d);
+        self
+    }
+
+    /// Allows locking on a hot standby. Locks taken there exclude nobody on the
+    /// primary; only use this for a standalone server that happens to be in
+    /// recovery, or for read-only introspection.
+    pub fn allow_standby(mut self, allow: bool) -> Config {
+        self.allow_standby = allow;
+        self
+    }
+
+    /// The underlying `tokio_postgres` configuration.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.pg
+    }
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Config, Error> {
+        Config::from_url(s)
+    }
+}
+
+/// Registers a database alias for use with `using = "alias"`.
+///
+/// The `"default"` alias needs no registration: on first use it reads
+/// `DATABASE_URL`. Registering it explicitly is allowed, once, before its first use.
+///
+/// ```no_run
+/// use pglock_runtime::{register, Config};
+///
+/// register("analytics", Config::from_url("postgres://localhost/analytics")?)?;
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Configuration`] when the alias is already registered (or, for
+/// `"default"`, already configured from `DATABASE_URL` by an earlier use).
+pub fn register(alias: &str, config: Config) -> Result<(), Error> {
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    if map.contains_key(alias) {
+        return Err(Error::config(format!(
+            "database alias `{alias}` is already registered; register each alias once, \
+             before its first use"
+        ))
+        .with_alias(alias));
+    }
+    map.insert(alias.to_owned(), Alias::new(alias, config));
+    Ok(())
+}
+
+/// Whether an alias is registered (for `"default"`: configured, explicitly or from
+/// `DATABASE_URL` by an earlier use).
+pub fn is_registered(alias: &str) -> bool {
+    registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(alias)
+}
+
+fn registry() -> &'static RwLock<HashMap<String, Arc<Alias>>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<String, Arc<Alias>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Finds an alias, configuring `"default"` from `DATABASE_URL` on first use.
+pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
+    if let Some(a) = registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+    {
+        return Ok(a.clone());
+    }
+    if name != DEFAULT_ALIAS {
+        return Err(Error::config(format!(
+            "database alias `{name}` is not configured: call \
+             `pglock_runtime::register(\"{name}\", config)` before using it"
+        ))
+        .with_alias(name));
+    }
+    let url = std::env::var("DATABASE_URL").map_err(|_| {
+        Error::config(
+            "database alias `default` is not configured: set the `DATABASE_URL` environment \
+             variable or call `pglock_runtime::register(\"default\", config)`",
+        )
+        .with_alias(name)
+    })?;
+    let config = Config::from_url(&url).map_err(|e| {
+        Error::config(format!("`DATABASE_URL` is not a valid database URL: {e}")).with_alias(name)
+    })?;
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    Ok(map
+        .entry(name.to_owned())
+        .or_insert_with(|| Alias::new(name, config))
+        .clone())
+}
+
+/// One registered database: its name, configuration and pool.
+pub(crate) struct Alias {
+    pub(crate) name: Arc<str>,
+    config: Config,
+    pool: managed::Pool<Manager>,
+}
+
+impl Alias {
+    fn new(name: &str, config: Config) -> Arc<Alias> {
+        let manager = Manager {
+            alias: Arc::from(name),
+            config: config.clone(),
+        };
+        let pool = managed::Pool::builder(manager)
+            .max_size(config.max_size)
+            .wait_timeout(Some(config.checkout_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .expect("a runtime and a max size are set");
+        Arc::new(Alias {
+            name: Arc::from(name),
+            config,
+            pool,
+        })
+    }
+
+    /// Checks out a connection. Runs on pglock's runtime, so that the pool's
+    /// timers work whatever runtime (if any) the caller is on.
+    pub(crate) async fn checkout(self: &Arc<Self>) -> Result<Connection, Error> {
+        let this = self.clone();
+        let obj = rt::spawn(async move { this.pool.get().await })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Pool, format!("checkout task failed: {e}")))?;
+        match obj {
+            Ok(obj) => Ok(Connection::new(self.clone(), obj)),
+            Err(e) => Err(self.pool_error(e)),
+        }
+    }
+
+    fn pool_error(&self, e: managed::PoolError<Error>) -> Error {
+        let name = &*self.name;
+        match e {
+            managed::PoolError::Backend(e) => e.with_alias(name),
+            managed::PoolError::Timeout(managed::TimeoutType::Wait) => Error::new(
+                ErrorKind::Pool,
+                format!(
+                    "no connection of alias `{name}` became free within {}: all {} are in use; \
+                     raise `Config::max_size` or `Config::checkout_timeout`",
+                    humantime::format_duration(self.config.checkout_timeout),
+                    self.config.max_size
+                ),
+            )
+            .with_alias(name),
+            managed::PoolError::Timeout(_) => Error::new(
+                ErrorKind::Pool,
+                format!(
+                    "could not connect to the server of alias `{name}` within {}",
+                    humantime::format_duration(self.config.connect_timeout)
+                ),
+            )
+            .with_alias(name),
+            other => Error::new(ErrorKind::Pool, other.to_string()).with_alias(name),
+        }
+    }
+
+    /// Pool status: (open connections, idle connections).
+    pub(crate) fn status(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available)
+    }
+}
+
+/// A pooled connection and what pglock knows about it.
+pub(crate) struct PgConn {
+    pub(crate) client: Client,
+    /// The backend's process id.
+    pub(crate) pid: i32,
+    /// `lock_timeout` as it was when the connection was opened; a connection goes
+    /// back to the pool only with this value.
+    pub(crate) base_lock_timeout: String,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+    _driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closes the socket now rather than when the driver notices.
+        self._driver.abort();
+    }
+}
+
+impl PgConn {
+    /// A prepared statement for `sql`, prepared once per connection.
+    pub(crate) async fn statement(&self, sql: &'static str) -> Result<Statement, Error> {
+        if let Some(s) = self.cached(sql) {
+            return Ok(s);
+        }
+        let stmt = self.client.prepare(sql).await.map_err(Error::from_pg)?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    fn cached(&self, sql: &'static str) -> Option<Statement> {
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned()
+    }
+}
+
+pub(crate) struct Manager {
+    alias: Arc<str>,
+    config: Config,
+}
+
+impl managed::Manager for Manager {
+    type Type = PgConn;
+    type Error = Error;
+
+    async fn create(&self) -> Result<PgConn, Error> {
+        let pg = self.config.pg.clone();
+        let allow_standby = self.config.allow_standby;
+        let alias = self.alias.clone();
+        rt::spawn(async move { connect(pg, &alias, allow_standby).await })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
+    }
+
+    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection, spawns its driver on the current (pglock) runtime, and reads
+/// the facts pglock needs. Refuses a hot standby unless allowed.
+async fn connect(pg: tokio_postgres::Config, alias: &str, allow_standby: bool) -> Result<PgConn, Error> {
+    let (client, connection) = pg.connect(NoTls).await.map_err(|e| connect_error(e, alias))?;
+    let alias_owned = alias.to_owned();
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "pglock", alias = %alias_owned, error = %e, "connection closed");
+        }
+    });
+    let row = client
+        .query_one(sql::CONNECTION_INFO, &[])
+        .await
+        .map_err(|e| Error::from_pg(e).with_alias(alias))?;
+    let pid: i32 = row.get(0);
+    let in_recovery: bool = row.get(1);
+    if in_recovery && !allow_standby {
+        return Err(Error::new(
+            ErrorKind::Standby,
+            format!(
+                "the server of alias `{alias}` is a hot standby (pg_is_in_recovery() is true): an \
+                 advisory lock taken on a replica excludes nobody on the primary; point the alias \
+                 at the primary, or call `Config::allow_standby(true)` if you really mean it"
+            ),
+        )
+        .with_alias(alias));
+    }
+    Ok(PgConn {
+        client,
+        pid,
+        base_lock_timeout: row.get(2),
+        statements: Mutex::new(HashMap::new()),
+        _driver: driver,
+    })
+}
+
+fn connect_error(e: tokio_postgres::Error, alias: &str) -> Error {
+    let base = Error::from_pg(e);
+    let kind = match base.kind() {
+        // Authentication and unknown-database errors are configuration problems.
+        ErrorKind::Database => ErrorKind::Configuration,
+        // Failing to connect at all is a pool-level failure, not a lost lock.
+        ErrorKind::ConnectionLost => ErrorKind::Pool,
+        k => k,
+    };
+    base.reclassify(
+        kind,
+        &format!("cannot connect to the server of alias `{alias}`"),
+    )
+    .with_alias(alias)
+}

@@ -1,0 +1,66 @@
+//! The runtime that drives every pglock connection.
+//!
+//! Connections are opened and driven on a small dedicated tokio runtime, not on the
+//! caller's. A `tokio_postgres::Client` only talks to its connection task through
+//! channels, so a pooled connection stays usable from any runtime, from plain
+//! threads (the sync API), and after the runtime that first used it has shut down
+//! (each `#[tokio::test]` has its own). It is also where release and clean-up work
+//! runs when a guard is dropped outside any runtime.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use tokio::runtime::{Handle, Runtime};
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pglock-io")
+            .enable_all()
+            .build()
+            .expect("pglock could not start its I/O runtime")
+    })
+}
+
+/// The handle of pglock's I/O runtime.
+pub(crate) fn handle() -> &'static Handle {
+    runtime().handle()
+}
+
+/// Runs `fut` on the I/O runtime and returns a handle to await its result.
+pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    handle().spawn(fut)
+}
+
+/// Runs `fut` to completion from synchronous code, on this thread: outside any
+/// runtime, or on a thread of a caller's runtime (multi-thread or current-thread).
+///
+/// pglock's futures only wait on channels and on tasks of the I/O runtime, never on
+/// the caller's runtime, so parking this thread cannot deadlock and there is no
+/// "cannot start a runtime from within a runtime" panic.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

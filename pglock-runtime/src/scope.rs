@@ -1,0 +1,292 @@
+//! The scope executor behind annotated calls, `lock_timeout` scopes and the sync
+//! API: check out (or reuse) the scope connection, set `lock_timeout`, take the
+//! lock, run the body with the connection in scope, then undo everything in reverse
+//! order on every exit path.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+
+use crate::advisory::{self, Txn, Wait};
+use crate::connection::{self, scope_or_checkout, Connection};
+use crate::error::Error;
+use crate::exec::{send_now, Exec};
+use crate::key::LockKey;
+use crate::timeout::{self, Applied};
+use crate::{rt, sql};
+
+/// What a scope does.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) alias: Cow<'static, str>,
+    pub(crate) lock: Option<LockSpec>,
+    pub(crate) lock_timeout: Option<Option<Duration>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockSpec {
+    pub(crate) key: LockKey,
+    pub(crate) shared: bool,
+    pub(crate) xact: bool,
+    pub(crate) wait: Wait,
+}
+
+impl Spec {
+    pub(crate) fn new(alias: Cow<'static, str>) -> Spec {
+        Spec {
+            alias,
+            lock: None,
+            lock_timeout: None,
+        }
+    }
+
+    pub(crate) fn lock_timeout(mut self, value: Option<Duration>) -> Spec {
+        self.lock_timeout = Some(value);
+        self
+    }
+}
+
+/// How a scope ended.
+#[derive(Debug)]
+pub(crate) enum Outcome<R> {
+    /// The body ran and everything was undone cleanly.
+    Ran(R),
+    /// The body ran, but undoing failed (commit failed, lock lost, connection lost).
+    RanUndoFailed(R, Error),
+    /// The body did not run.
+    NotRun(Error),
+}
+
+impl<R> Outcome<R> {
+    /// `Ok` only when the body ran and everything was undone.
+    pub(crate) fn into_result(self) -> Result<R, Error> {
+        match self {
+            Outcome::Ran(r) => Ok(r),
+            Outcome::RanUndoFailed(_, e) | Outcome::NotRun(e) => Err(e),
+        }
+    }
+}
+
+/// A scope whose setup succeeded: what to undo.
+pub(crate) struct Active {
+    conn: Connection,
+    fresh: bool,
+    applied: Option<Applied>,
+    lock: Option<LockSpec>,
+    own_txn: bool,
+    finished: bool,
+}
+
+impl Active {
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Sets up a scope. On failure nothing is left behind.
+    pub(crate) async fn start(spec: &Spec) -> Result<Active, Error> {
+        let (conn, fresh) = scope_or_checkout(&spec.alias).await?;
+        let mut active = Active {
+            conn,
+            fresh,
+            applied: None,
+            lock: None,
+            own_txn: false,
+            finished: false,
+        };
+        match active.setup(spec).await {
+            Ok(()) => Ok(active),
+            Err(e) => {
+                // Undo what was done; the error of the setup is the one to report.
+                active.undo(true).await.ok();
+                Err(e.with_alias(&spec.alias))
+            }
+        }
+    }
+
+    async fn setup(&mut self, spec: &Spec) -> Result<(), Error> {
+        if let Some(value) = spec.lock_timeout {
+            let value = timeout::validate(value)?;
+            self.applied = Some(timeout::apply(&self.conn, &value).await?);
+        }
+        if let Some(lock) = spec.lock {
+            let exec = Exec::pooled(&self.conn);
+            let txn = if lock.xact {
+                if self.fresh || !advisory::in_transaction(exec).await? {
+                    exec.batch(sql::BEGIN).await?;
+                    self.own_txn = true;
+                    Txn::Ours
+                } else {
+                    Txn::Caller
+                }
+            } else if self.fresh {
+                Txn::None
+            } else {
+                Txn::Unknown
+            };
+            let cancel = self.fresh.then_some(&self.conn);
+            if let Err(e) =
+                advisory::lock(exec, lock.key, lock.shared, lock.xact, lock.wait, txn, cancel).await
+            {
+                if self.own_txn {
+                    // Roll back first: the holders query needs a usable session.
+                    self.own_txn = false;
+                    exec.batch(sql::ROLLBACK).await?;
+                }
+                return Err(advisory::failed(exec, lock.key, e).await);
+            }
+            self.lock = Some(lock);
+        }
+        Ok(())
+    }
+
+    /// Undoes the scope in reverse order: end pglock's transaction (commit unless
+    /// `failed`), release the session lock, restore `lock_timeout`. Returns the first
+    /// error; the connection is discarded if anything failed.
+    pub(crate) async fn undo(&mut self, failed: bool) -> Result<(), Error> {
+        self.finished = true;
+        let exec = Exec::pooled(&self.conn);
+        let mut first: Option<Error> = None;
+        if self.own_txn {
+            self.own_txn = false;
+            let end = if failed { sql::ROLLBACK } else { sql::COMMIT };
+            if let Err(e) = exec.batch(end).await {
+                first.get_or_insert(e);
+            }
+        }
+        if let Some(lock) = self.lock.take() {
+            if !lock.xact {
+                if let Err(e) = advisory::unlock(exec, lock.key, lock.shared).await {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(applied) = self.applied.take() {
+            if let Err(e) = timeout::restore(&self.conn, &applied).await {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                self.conn.discard();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The scope was abandoned mid-way (its future dropped, or a sync scope left
+        // by unwinding without reaching `exit`).
+        if self.fresh {
+            // Nobody else uses this session: stop whatever it is running and close it,
+            // which releases every lock it holds.
+            self.conn.discard();
+            let token = self.conn.cancel_token();
+            rt::spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+            return;
+        }
+        // A nested scope on an outer scope's session: queue the undo statements, in
+        // order, behind whatever is in flight. The connection's return check closes
+        // it later if any of them did not take.
+        if self.own_txn {
+            send_now(self.conn.batch_execute(sql::ROLLBACK));
+        }
+        if let Some(lock) = self.lock.take() {
+            if !lock.xact {
+                send_now(self.conn.batch_execute(&sql::unlock_literal(lock.key, lock.shared)));
+            }
+        }
+        if let Some(applied) = self.applied.take() {
+            timeout::restore_now(&self.conn, &applied);
+        }
+    }
+}
+
+/// Runs `body` inside a scope. `is_failure` decides commit or rollback of an `xact`
+/// transaction; a panic rolls back, undoes the scope, then resumes unwinding.
+pub(crate) async fn run<R, F>(spec: Spec, body: F, is_failure: impl Fn(&R) -> bool) -> Outcome<R>
+where
+    F: Future<Output = R>,
+{
+    let mut active = match Active::start(&spec).await {
+        Ok(a) => a,
+        Err(e) => return Outcome::NotRun(e),
+    };
+    let body = AssertUnwindSafe(body).catch_unwind();
+    let out = if active.fresh {
+        connection::scoped(active.conn.clone(), body).await
+    } else {
+        body.await
+    };
+    let failed = match &out {
+        Ok(r) => is_failure(r),
+        Err(_) => true,
+    };
+    let undone = active.undo(failed).await;
+    match out {
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(r) => match undone {
+            Ok(()) => Outcome::Ran(r),
+            Err(e) => Outcome::RanUndoFailed(r, e.with_alias(&spec.alias)),
+        },
+    }
+}
+
+/// A scope entered from synchronous code: setup and undo run on pglock's runtime
+/// while this thread blocks; the body runs on this thread with the connection as
+/// the thread's scope connection.
+pub(crate) struct SyncActive {
+    active: Option<Active>,
+    frame: Option<connection::SyncFrameGuard>,
+    alias: Cow<'static, str>,
+}
+
+impl SyncActive {
+    pub(crate) fn enter(spec: Spec) -> Result<SyncActive, Error> {
+        let alias = spec.alias.clone();
+        let active = rt::block_on(Active::start(&spec))?;
+        let frame = active
+            .is_fresh()
+            .then(|| connection::enter_sync(active.connection().clone()));
+        Ok(SyncActive {
+            active: Some(active),
+            frame,
+            alias,
+        })
+    }
+
+    pub(crate) fn exit(mut self, failed: bool) -> Result<(), Error> {
+        self.frame.take();
+        let mut active = self.active.take().expect("present until exit");
+        rt::block_on(active.undo(failed))
+            .map_err(|e| e.with_alias(&self.alias))
+    }
+}
+
+impl Drop for SyncActive {
+    fn drop(&mut self) {
+        // Left without `exit`: an early return, `?`, or a panic. Undo as a failure
+        // (roll back), blocking, so the lock is gone when the function has returned.
+        self.frame.take();
+        if let Some(mut active) = self.active.take() {
+            let r = rt::block_on(active.undo(true));
+            if let Err(e) = r {
+                tracing::error!(target: "pglock", error = %e, "undoing a pglock scope failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Shared helpers of pglock's integration tests: the database, a registry set up
+//! once per test binary, unique keys, and server-side observation through a
+//! separate plain `tokio_postgres` connection (never through pglock itself).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pglock_runtime::LockKey;
+use tokio_postgres::{Client, NoTls};
+
+/// The database URL of this test binary (`DATABASE_URL`, or a throw-away cluster).
+pub fn url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(pglock_testkit::database_url)
+}
+
+/// Registers the `"default"` alias once per test binary.
+pub fn setup() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let config = pglock_runtime::Config::from_url(url())
+            .expect("valid URL")
+            .max_size(64)
+            .checkout_timeout(Duration::from_secs(20));
+        pglock_runtime::register("default", config).expect("first registration");
+    });
+}
+
+/// A key no other test of this process uses, spread over the whole `i64` range
+/// (negative keys included) and salted with the process id.
+pub fn unique_key() -> i64 {
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
+    // splitmix64 of (pid, n)
+    let mut z = (u64::from(std::process::id()) << 32 | n).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as i64
+}
+
+/// A plain connection for observing the server, independent of pglock.
+pub async fn observer() -> Client {
+    let (client, conn) = tokio_postgres::connect(url(), NoTls)
+        .await
+        .expect("observer connects");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A row of `pg_locks` for an advisory key, as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryRow {
+    pub pid: i32,
+    pub mode: String,
+    pub granted: bool,
+}
+
+/// The `pg_locks` rows of `key` in the current database.
+pub async fn advisory_rows(obs: &Client, key: LockKey) -> Vec<AdvisoryRow> {
+    let (c, o, s) = key.pg_locks_ids();
+    obs.query(
+        "SELECT pid, mode, granted FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = $1 AND objid = $2 AND objsubid = $3 ORDER BY pid",
+        &[&c, &o, &s],
+    )
+    .await
+    .expect("pg_locks query")
+    .iter()
+    .map(|r| AdvisoryRow {
+        pid: r.get(0),
+        mode: r.get(1),
+        granted: r.get(2),
+    })
+    .collect()
+}
+
+/// The pids holding `key` (granted rows only).
+pub async fn holders(obs: &Client, key: LockKey) -> Vec<i32> {
+    advisory_rows(obs, key)
+        .await
+        .into_iter()
+        .filter(|r| r.granted)
+        .map(|r| r.pid)
+        .collect()
+}
+
+/// Waits until `key` has no row at all in `pg_locks` (granted or waiting); panics
+/// after 10 s with what is still there.
+pub async fn assert_released(obs: &Client, key: LockKey) {
+    for _ in 0..500 {
+        if advisory_rows(obs, key).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "advisory lock {key} still in pg_locks: {:?}",
+        advisory_rows(obs, key).await
+    );
+}
+
+/// Waits until some backend is waiting for `key`; panics after 10 s.
+pub async fn wait_for_waiter(obs: &Client, key: LockKey) -> i32 {
+    for _ in 0..500 {
+        if let Some(r) = advisory_rows(obs, key).await.into_iter().find(|r| !r.granted) {
+            return r.pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nobody started waiting for {key}");
+}
+
+/// `SHOW lock_timeout` on a session.
+pub async fn show_lock_timeout(client: &Client) -> String {
+    client
+        .query_one("SHOW lock_timeout", &[])
+        .await
+        .expect("SHOW lock_timeout")
+        .get(0)
+}
+
+/// The state of a backend in `pg_stat_activity`, `None` once it is gone.
+pub async fn backend_state(obs: &Client, pid: i32) -> Option<String> {
+    obs.query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .expect("pg_stat_activity query")
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+}
+
+/// A bounded wait for a future in a test: panics with `what` after `secs`.
+pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs}s: {what}"),
+    }
+}
