@@ -342,8 +342,13 @@ pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
     }
 }
 
+/// Whether a transaction block is open on the session. Uses the simple-query
+/// protocol, where the check is exact (see [`sql::IN_TRANSACTION`]).
 pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
-    Ok(exec.one(sql::IN_TRANSACTION, &[]).await?.get(0))
+    let rows = exec.client.simple_query(sql::IN_TRANSACTION).await.map_err(Error::from_pg)?;
+    Ok(rows.iter().any(|m| {
+        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+    }))
 }
 
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side

@@ -77,6 +77,7 @@ pub(crate) struct Active {
     applied: Option<Applied>,
     lock: Option<LockSpec>,
     own_txn: bool,
+    body_savepoint: bool,
     finished: bool,
 }
 
@@ -98,6 +99,7 @@ impl Active {
             applied: None,
             lock: None,
             own_txn: false,
+            body_savepoint: false,
             finished: false,
         };
         match active.setup(spec).await {
@@ -142,6 +144,13 @@ impl Active {
                 return Err(advisory::failed(exec, lock.key, e).await);
             }
             self.lock = Some(lock);
+            if !lock.xact && !self.fresh && advisory::in_transaction(exec).await? {
+                // A session lock inside the caller's transaction: run the body in a
+                // savepoint, so that a database error in it can be rolled back and
+                // the unlock still runs.
+                exec.batch(sql::BODY_SAVEPOINT).await?;
+                self.body_savepoint = true;
+            }
         }
         Ok(())
     }
@@ -160,9 +169,30 @@ impl Active {
                 first.get_or_insert(e);
             }
         }
+        if self.body_savepoint {
+            self.body_savepoint = false;
+            let end = if failed {
+                sql::ROLLBACK_TO_BODY_SAVEPOINT
+            } else {
+                sql::RELEASE_BODY_SAVEPOINT
+            };
+            if exec.batch(end).await.is_err() && !failed {
+                // The body succeeded but left the transaction failed: undo its work.
+                if let Err(e) = exec.batch(sql::ROLLBACK_TO_BODY_SAVEPOINT).await {
+                    first.get_or_insert(e);
+                }
+            }
+        }
         if let Some(lock) = self.lock.take() {
             if !lock.xact {
-                if let Err(e) = advisory::unlock(exec, lock.key, lock.shared).await {
+                let mut r = advisory::unlock(exec, lock.key, lock.shared).await;
+                if self.fresh && r.as_ref().is_err_and(timeout::is_aborted) {
+                    // The body opened a transaction on the scope connection and left
+                    // it failed. It cannot be committed; roll it back to unlock.
+                    exec.batch(sql::ROLLBACK).await.ok();
+                    r = advisory::unlock(exec, lock.key, lock.shared).await;
+                }
+                if let Err(e) = r {
                     first.get_or_insert(e);
                 }
             }
@@ -204,6 +234,9 @@ impl Drop for Active {
         // it later if any of them did not take.
         if self.own_txn {
             send_now(self.conn.batch_execute(sql::ROLLBACK));
+        }
+        if self.body_savepoint {
+            send_now(self.conn.batch_execute(sql::ROLLBACK_TO_BODY_SAVEPOINT));
         }
         if let Some(lock) = self.lock.take() {
             if !lock.xact {

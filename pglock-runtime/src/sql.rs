@@ -8,6 +8,8 @@ pub(crate) const CONNECTION_INFO: &str =
 
 /// Whether a transaction block is open. Outside a block each statement is its own
 /// transaction, so its start time is the statement's; inside one it is `BEGIN`'s.
+/// Exact only with the simple-query protocol: with the extended protocol, Parse
+/// starts the transaction and Bind sets a later statement time.
 pub(crate) const IN_TRANSACTION: &str = "SELECT now() <> statement_timestamp()";
 
 /// What a connection must look like to go back to the pool: no transaction block,
@@ -25,6 +27,14 @@ pub(crate) const SAVEPOINT: &str = "SAVEPOINT pglock_acquire";
 pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_acquire";
 pub(crate) const ROLLBACK_TO_SAVEPOINT: &str =
     "ROLLBACK TO SAVEPOINT pglock_acquire; RELEASE SAVEPOINT pglock_acquire";
+
+/// Around the body of a session-lock scope nested in a caller's transaction, so that
+/// a database error in the body does not keep the unlock from running
+/// (django-pglocks #21).
+pub(crate) const BODY_SAVEPOINT: &str = "SAVEPOINT pglock_body";
+pub(crate) const RELEASE_BODY_SAVEPOINT: &str = "RELEASE SAVEPOINT pglock_body";
+pub(crate) const ROLLBACK_TO_BODY_SAVEPOINT: &str =
+    "ROLLBACK TO SAVEPOINT pglock_body; RELEASE SAVEPOINT pglock_body";
 
 /// Sets `lock_timeout` for the current transaction only and returns the value it
 /// replaces. Outside a transaction block the "transaction" is the statement itself.

@@ -171,7 +171,7 @@ pub(crate) fn restore_now(conn: &Connection, applied: &Applied) {
     send_now(conn.batch_execute(&sql::restore_lock_timeout_literal(&applied.prev, applied.local)));
 }
 
-fn is_aborted(e: &Error) -> bool {
+pub(crate) fn is_aborted(e: &Error) -> bool {
     e.as_postgres()
         .and_then(|p| p.code())
         .is_some_and(|c| *c == tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)

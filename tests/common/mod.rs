@@ -53,8 +53,11 @@ pub async fn observer() -> Client {
 /// A row of `pg_locks` for an advisory key, as the server reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdvisoryRow {
+    /// Backend pid.
     pub pid: i32,
+    /// Lock mode.
     pub mode: String,
+    /// Granted, or waiting.
     pub granted: bool,
 }
 

@@ -1,0 +1,433 @@
+//! Advisory locks through the imperative API, observed from `pg_locks` and
+//! `pg_stat_activity` on a separate plain connection.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pglock_runtime::{advisory, advisory_with, ErrorKind, KeyHash, LockKey};
+use pglock_tests::*;
+use tokio::sync::Barrier;
+
+/// Scenario 8: every kind of key appears in `pg_locks` with the classid / objid /
+/// objsubid the key says it maps to, held by the guard's own backend.
+#[tokio::test]
+async fn keys_map_to_their_pg_locks_rows() {
+    setup();
+    let obs = observer().await;
+    let salt = unique_key();
+    let mut keys = vec![
+        LockKey::Int(salt),
+        LockKey::Int(-(salt.abs() | 1)),
+        LockKey::Int(i64::MIN + (salt & 0xFFFF)),
+        LockKey::Int(i64::MAX - (salt & 0xFFFF)),
+        LockKey::Pair(salt as i32, (salt >> 32) as i32),
+        LockKey::Pair(-((salt as i32) & 0x7FFF_FFFF) - 1, -7),
+    ];
+    for hash in [
+        KeyHash::DjangoPglock,
+        KeyHash::DjangoPglocks,
+        KeyHash::DjangoPglocksV1,
+        KeyHash::PostgresLock,
+        KeyHash::Sqlx,
+    ] {
+        keys.push(advisory_with(format!("vector {salt} {}", hash.name()), hash).key());
+    }
+    for key in keys {
+        let guard = advisory(key).acquire().await.expect("acquire");
+        let pid = guard.connection().unwrap().backend_pid();
+        let (c, o, s) = key.pg_locks_ids();
+        let row = obs
+            .query_one(
+                "SELECT pid, mode, granted FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = $1 AND objid = $2 AND objsubid = $3",
+                &[&c, &o, &s],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("no pg_locks row for {key}: {e}"));
+        assert_eq!(row.get::<_, i32>(0), pid, "{key}");
+        assert_eq!(row.get::<_, String>(1), "ExclusiveLock", "{key}");
+        assert!(row.get::<_, bool>(2));
+        // And the server's own decoding of the row agrees with the key.
+        let decoded: i64 = obs
+            .query_one(
+                "SELECT (classid::int8 << 32) | objid::int8 FROM pg_locks \
+                 WHERE locktype = 'advisory' AND objsubid = 1 AND classid = $1 AND objid = $2",
+                &[&c, &o],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if let LockKey::Int(k) = key {
+            assert_eq!(decoded, k, "server-side decoding of {key}");
+        }
+        guard.release().await.expect("release");
+        assert_released(&obs, key).await;
+    }
+}
+
+/// Scenario 1: exclusive vs exclusive.
+#[tokio::test]
+async fn exclusive_excludes_exclusive() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let a = advisory(key).acquire().await.expect("A acquires");
+    let a_pid = a.connection().unwrap().backend_pid();
+
+    // B with timeout 0 fails at once, naming A.
+    let err = advisory(key)
+        .timeout(Duration::ZERO)
+        .acquire()
+        .await
+        .expect_err("B must not acquire");
+    assert_eq!(err.kind(), ErrorKind::Busy);
+    assert_eq!(err.key(), Some(LockKey::Int(key)));
+    assert_eq!(err.holders().iter().map(|h| h.pid).collect::<Vec<_>>(), vec![a_pid]);
+    assert!(err.to_string().contains(&format!("held by pid {a_pid}")), "{err}");
+
+    // B with a bounded wait fails with a lock timeout after waiting, naming A.
+    let started = Instant::now();
+    let err = advisory(key)
+        .timeout(Duration::from_millis(300))
+        .acquire()
+        .await
+        .expect_err("B must time out");
+    assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(err.waited(), Some(Duration::from_millis(300)));
+    assert_eq!(err.holders()[0].pid, a_pid);
+    assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![a_pid]);
+
+    // B waiting without limit gets it once A releases.
+    let b = tokio::spawn(async move { advisory(key).acquire().await.map(|g| (g.connection().unwrap().backend_pid(), g)) });
+    let waiter = wait_for_waiter(&obs, LockKey::Int(key)).await;
+    a.release().await.expect("A releases");
+    let (b_pid, b_guard) = within(10, "B acquires after A", b).await.unwrap().expect("B acquires");
+    assert_eq!(b_pid, waiter);
+    assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![b_pid]);
+    b_guard.release().await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// A bounded wait leaves nothing behind on the connection: its lock_timeout is
+/// what it was, and no transaction is open.
+#[tokio::test]
+async fn bounded_wait_leaves_lock_timeout_alone() {
+    setup();
+    let key = unique_key();
+    let a = advisory(key).acquire().await.unwrap();
+    let holder = within(10, "lock scope", pglock_runtime::lock_timeout(Duration::from_secs(7)).scope(async {
+        let err = advisory(key).timeout(Duration::from_millis(100)).acquire().await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        let db = pglock_runtime::connection().await.unwrap();
+        let idle = db.simple_query("SELECT now() = statement_timestamp()").await.unwrap();
+        let idle = matches!(&idle[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"));
+        (show_lock_timeout(&db).await, idle)
+    }))
+    .await
+    .unwrap();
+    assert_eq!(holder, ("7s".to_owned(), true));
+    a.release().await.unwrap();
+}
+
+/// Scenario 2: shared + shared coexist; shared vs exclusive conflict both ways.
+#[tokio::test]
+async fn shared_locks_coexist_and_conflict_with_exclusive() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let s1 = advisory(key).shared().acquire().await.unwrap();
+    let s2 = advisory(key).shared().timeout(Duration::ZERO).acquire().await.unwrap();
+    let rows = advisory_rows(&obs, LockKey::Int(key)).await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.granted && r.mode == "ShareLock"), "{rows:?}");
+
+    let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+    assert!(err.is_busy());
+    assert_eq!(err.holders().len(), 2, "{err}");
+    s1.release().await.unwrap();
+    s2.release().await.unwrap();
+
+    let x = advisory(key).acquire().await.unwrap();
+    let err = advisory(key).shared().timeout(Duration::ZERO).acquire().await.unwrap_err();
+    assert!(err.is_busy());
+    x.release().await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Scenario 3: a database error inside the body, inside a transaction: the lock is
+/// still released, and the transaction is usable afterwards.
+#[tokio::test]
+async fn database_error_in_body_inside_transaction_still_releases() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    pglock_runtime::lock_timeout(None)
+        .scope(async {
+            let db = pglock_runtime::connection().await.unwrap();
+            db.batch_execute("BEGIN").await.unwrap();
+            let body = advisory(key)
+                .run(async {
+                    let db = pglock_runtime::connection().await.unwrap();
+                    assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![db.backend_pid()]);
+                    db.batch_execute("SELECT 1/0").await
+                })
+                .await
+                .expect("the scope itself succeeds");
+            assert!(body.is_err(), "the body's own error is returned to it");
+            assert!(holders(&obs, LockKey::Int(key)).await.is_empty(), "released");
+            // The caller's transaction is usable.
+            db.query_one("SELECT 1", &[]).await.expect("transaction usable");
+            db.batch_execute("COMMIT").await.unwrap();
+        })
+        .await
+        .unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Scenario 3, other shape: the body opens a transaction on the scope connection
+/// itself and fails inside it.
+#[tokio::test]
+async fn body_that_leaves_a_failed_transaction_still_releases() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let r = advisory(key)
+        .run(async {
+            let db = pglock_runtime::connection().await.unwrap();
+            db.batch_execute("BEGIN").await.unwrap();
+            db.batch_execute("SELECT 1/0").await
+        })
+        .await
+        .expect("the lock is released cleanly");
+    assert!(r.is_err());
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Scenario 4: a timeout inside an outer transaction (skip semantics: the caller
+/// carries on) leaves that transaction usable and its lock_timeout unchanged.
+#[tokio::test]
+async fn timeout_inside_outer_transaction_leaves_it_usable() {
+    setup();
+    let key = unique_key();
+    let a = advisory(key).acquire().await.unwrap();
+
+    // Through the scope connection.
+    pglock_runtime::lock_timeout(Duration::from_secs(9))
+        .scope(async {
+            let db = pglock_runtime::connection().await.unwrap();
+            db.batch_execute("BEGIN; CREATE TEMP TABLE t4 (x int); INSERT INTO t4 VALUES (1)").await.unwrap();
+            let err = advisory(key).timeout(Duration::from_millis(100)).run(async { unreachable!() }).await.unwrap_err();
+            assert!(err.is_timeout());
+            let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+            assert!(err.is_busy());
+            let n: i64 = db.query_one("SELECT count(*) FROM t4", &[]).await.expect("usable").get(0);
+            assert_eq!(n, 1);
+            assert_eq!(show_lock_timeout(&db).await, "9s");
+            db.batch_execute("ROLLBACK").await.unwrap();
+        })
+        .await
+        .unwrap();
+
+    // Through a caller's own transaction.
+    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("SET lock_timeout = '4s'").await.unwrap();
+    let txn = client.transaction().await.unwrap();
+    txn.batch_execute("CREATE TEMP TABLE t4b (x int); INSERT INTO t4b VALUES (1)").await.unwrap();
+    let err = advisory(key).xact().timeout(Duration::from_millis(100)).acquire_in(&txn).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let n: i64 = txn.query_one("SELECT count(*) FROM t4b", &[]).await.expect("usable").get(0);
+    assert_eq!(n, 1);
+    let lt: String = txn.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+    assert_eq!(lt, "4s");
+    txn.commit().await.unwrap();
+    a.release().await.unwrap();
+}
+
+/// Scenario 6: a transaction-level lock is held until commit or rollback, cannot be
+/// released by hand, and inside an existing transaction joins it.
+#[tokio::test]
+async fn xact_lock_lives_and_dies_with_its_transaction() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let k = LockKey::Int(key);
+
+    // pglock opens the transaction; commit ends it.
+    let g = advisory(key).xact().acquire().await.unwrap();
+    let pid = g.connection().unwrap().backend_pid();
+    assert_eq!(holders(&obs, k).await, vec![pid]);
+    g.client().batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(holders(&obs, k).await, vec![pid], "held across statements");
+    g.commit().await.unwrap();
+    assert!(holders(&obs, k).await.is_empty());
+
+    // Rollback ends it too.
+    let g = advisory(key).xact().acquire().await.unwrap();
+    g.rollback().await.unwrap();
+    assert!(holders(&obs, k).await.is_empty());
+
+    // Manual release is rejected, and the lock still ends with its transaction.
+    let g = advisory(key).xact().acquire().await.unwrap();
+    let err = g.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert_released(&obs, k).await;
+
+    // In the caller's transaction: held until that transaction ends.
+    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let txn = client.transaction().await.unwrap();
+    let g = advisory(key).xact().acquire_in(&txn).await.unwrap();
+    assert_eq!(g.release().await.unwrap_err().kind(), ErrorKind::Usage);
+    assert_eq!(holders(&obs, k).await.len(), 1, "still held in the transaction");
+    txn.commit().await.unwrap();
+    assert!(holders(&obs, k).await.is_empty());
+
+    // On a bare client an xact lock is refused.
+    let err = advisory(key).xact().acquire_on(&client).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+}
+
+/// Scenario 12: releasing a lock that was lost is reported, not silent.
+#[tokio::test]
+async fn release_of_a_lost_lock_is_reported() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let g = advisory(key).acquire().await.unwrap();
+    g.client().batch_execute("SELECT pg_advisory_unlock_all()").await.unwrap();
+    let err = g.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LostBeforeRelease);
+    assert!(err.is_lost());
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Scenario 11: one lock used concurrently from many tasks: no shared per-call
+/// state, mutual exclusion holds, nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_one_lock() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let inside = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (inside, runs, barrier) = (inside.clone(), runs.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                for _ in 0..5 {
+                    advisory(key)
+                        .run(async {
+                            assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            inside.store(false, Ordering::SeqCst);
+                            runs.fetch_add(1, Ordering::SeqCst);
+                        })
+                        .await
+                        .expect("run");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        within(60, "tasks finish", t).await.unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 80);
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Keys from a caller's own client (postgres-lock's use), two-int keys included.
+#[tokio::test]
+async fn locks_on_a_callers_client() {
+    setup();
+    let obs = observer().await;
+    let (client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let key = LockKey::Pair(unique_key() as i32, -3);
+    let g = advisory(key).acquire_on(&client).await.unwrap();
+    assert_eq!(holders(&obs, key).await, vec![pid]);
+    let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+    assert_eq!(err.holders()[0].pid, pid);
+    g.release().await.unwrap();
+    assert!(holders(&obs, key).await.is_empty());
+
+    // Dropping the guard is a backstop that still unlocks.
+    let g = advisory(key).acquire_on(&client).await.unwrap();
+    drop(g);
+    assert_released(&obs, key).await;
+}
+
+/// Dropping a guard without release() still releases the lock (in the background),
+/// and the connection goes back to the pool clean.
+#[tokio::test]
+async fn dropped_guard_releases() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let g = advisory(key).acquire().await.unwrap();
+    drop(g);
+    assert_released(&obs, LockKey::Int(key)).await;
+    let g = advisory(key).xact().acquire().await.unwrap();
+    drop(g);
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Dropping an acquisition while the server waits cancels the server-side wait and
+/// leaves no lock behind, even though the holder releases right after.
+#[tokio::test]
+async fn dropped_acquire_cancels_the_server_wait() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let a = advisory(key).acquire().await.unwrap();
+    let waiting = tokio::spawn(async move { advisory(key).acquire().await.map(drop) });
+    let waiter = wait_for_waiter(&obs, LockKey::Int(key)).await;
+    waiting.abort();
+    let _ = waiting.await;
+    // The waiter's row disappears without the holder releasing.
+    for _ in 0..500 {
+        if advisory_rows(&obs, LockKey::Int(key)).await.iter().all(|r| r.pid != waiter) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = advisory_rows(&obs, LockKey::Int(key)).await;
+    assert!(rows.iter().all(|r| r.pid != waiter), "wait still there: {rows:?}");
+    a.release().await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// A deadlock between two sessions is reported as a deadlock, not a timeout.
+#[tokio::test]
+async fn deadlock_is_its_own_error_kind() {
+    setup();
+    let (k1, k2) = (unique_key(), unique_key());
+    let a = advisory(k1).acquire().await.unwrap();
+    let b = advisory(k2).acquire().await.unwrap();
+    let a_client = a.connection().unwrap().clone();
+    let b_client = b.connection().unwrap().clone();
+    let t1 = tokio::spawn(async move { advisory(k2).acquire_on(&a_client).await.map(|g| g.key()) });
+    let t2 = tokio::spawn(async move { advisory(k1).acquire_on(&b_client).await.map(|g| g.key()) });
+    // The server picks one victim; the survivor waits until the victim's first lock
+    // goes, so release both first locks once the victim has been told.
+    let mut t1 = t1;
+    let mut t2 = t2;
+    let first = within(20, "deadlock detected", async {
+        tokio::select! {
+            r = &mut t1 => (1, r.unwrap()),
+            r = &mut t2 => (2, r.unwrap()),
+        }
+    })
+    .await;
+    assert_eq!(first.1.as_ref().map_err(|e| e.kind()), Err(ErrorKind::Deadlock), "{first:?}");
+    let victim_guard = if first.0 == 1 { a } else { b };
+    victim_guard.release().await.unwrap();
+    let survivor = within(20, "survivor acquires", async { if first.0 == 1 { t2.await } else { t1.await } }).await.unwrap();
+    assert!(survivor.is_ok(), "{survivor:?}");
+
+}
