@@ -1,0 +1,192 @@
+//! The registry: aliases, errors that say what to do, and the rule that a
+//! connection goes back to the pool only clean (checked on the server).
+
+use std::time::Duration;
+
+use pglock_runtime::{advisory, connection, connection_for, register, Config, ErrorKind, LockKey};
+use pglock_tests::*;
+
+/// A private alias with a single connection, so that "the next checkout" is
+/// deterministic.
+fn one_connection_alias(name: &'static str) -> &'static str {
+    register(
+        name,
+        Config::from_url(url())
+            .unwrap()
+            .max_size(1)
+            .checkout_timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    name
+}
+
+async fn pid_of(alias: &str) -> i32 {
+    connection_for(alias).await.unwrap().backend_pid()
+}
+
+async fn gone(obs: &tokio_postgres::Client, pid: i32) -> bool {
+    for _ in 0..500 {
+        if backend_state(obs, pid).await.is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn clean_connections_are_reused() {
+    setup();
+    let alias = one_connection_alias("reuse");
+    let first = pid_of(alias).await;
+    // Give the background return check a moment, then check out again.
+    let second = within(10, "checkout", pid_of(alias)).await;
+    assert_eq!(first, second, "a clean connection is reused");
+    let k = unique_key();
+    advisory(k).using(alias).run(async {}).await.unwrap();
+    assert_eq!(pid_of(alias).await, first, "still reused after a lock scope");
+}
+
+#[tokio::test]
+async fn dirty_connections_are_closed_not_reused() {
+    setup();
+    let obs = observer().await;
+    let alias = one_connection_alias("dirty");
+    let cases: [(&str, &str); 4] = [
+        ("open transaction", "BEGIN"),
+        ("failed transaction", "BEGIN; SELECT 1/0"),
+        ("advisory lock left", "SELECT pg_advisory_lock(424242)"),
+        ("lock_timeout changed", "SET lock_timeout = '3s'"),
+    ];
+    for (what, sql) in cases {
+        let c = connection_for(alias).await.unwrap();
+        let pid = c.backend_pid();
+        let _ = c.batch_execute(sql).await;
+        drop(c);
+        assert!(gone(&obs, pid).await, "{what}: backend {pid} still open");
+        let next = pid_of(alias).await;
+        assert_ne!(next, pid, "{what}: dirty connection reused");
+        assert!(advisory_rows(&obs, LockKey::Int(424242)).await.is_empty(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn scope_connection_is_the_lock_holder() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let outside = connection().await.unwrap().backend_pid();
+    let inside = advisory(key)
+        .run(async {
+            let a = connection().await.unwrap().backend_pid();
+            let b = connection().await.unwrap().backend_pid();
+            assert_eq!(a, b, "the same scope connection every time");
+            // A nested lock on the same alias uses the same session.
+            let nested = advisory(key + 1)
+                .run(async { connection().await.unwrap().backend_pid() })
+                .await
+                .unwrap();
+            assert_eq!(nested, a);
+            a
+        })
+        .await
+        .unwrap();
+    assert_eq!(holders(&obs, LockKey::Int(key)).await, Vec::<i32>::new());
+    let _ = outside;
+    // Seen from the server while held.
+    advisory(key)
+        .run(async {
+            let pid = connection().await.unwrap().backend_pid();
+            assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![pid]);
+        })
+        .await
+        .unwrap();
+    let _ = inside;
+    // A spawned task is not inside the scope: it gets another connection.
+    advisory(key)
+        .run(async {
+            let mine = connection().await.unwrap().backend_pid();
+            let theirs = tokio::spawn(async { connection().await.unwrap().backend_pid() }).await.unwrap();
+            assert_ne!(mine, theirs);
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_say_what_to_do() {
+    setup();
+    let err = connection_for("nope").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert_eq!(err.alias(), Some("nope"));
+    assert!(err.to_string().contains("pglock_runtime::register(\"nope\", config)"), "{err}");
+
+    let err = advisory(1).using("nope").acquire().await.unwrap_err();
+    assert!(err.is_configuration());
+
+    let err = register("default", Config::from_url(url()).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("already registered"), "{err}");
+
+    let err = Config::from_url("postgres://host:notaport/db").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert!(err.to_string().contains("invalid database URL"), "{err}");
+}
+
+#[tokio::test]
+async fn connect_failures_are_typed_and_name_the_alias() {
+    setup();
+    // A database that does not exist.
+    let mut cfg = Config::from_url(url()).unwrap().pg_config().clone();
+    cfg.dbname("no_such_database");
+    register("nodb", Config::new(cfg)).unwrap();
+    let err = connection_for("nodb").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err:?}");
+    assert!(err.to_string().contains("no_such_database"), "{err}");
+    assert_eq!(err.alias(), Some("nodb"));
+
+    // Nothing listening: fails within the connect timeout, as a pool error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    register(
+        "closed",
+        Config::from_url(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let err = within(10, "connect fails", connection_for("closed")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Pool, "{err:?}");
+    assert!(err.to_string().contains("`closed`"), "{err}");
+}
+
+#[tokio::test]
+async fn checkout_wait_is_bounded() {
+    setup();
+    register(
+        "tiny",
+        Config::from_url(url())
+            .unwrap()
+            .max_size(1)
+            .checkout_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let held = connection_for("tiny").await.unwrap();
+    let err = within(10, "checkout times out", connection_for("tiny")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Pool);
+    assert!(err.to_string().contains("max_size"), "{err}");
+    drop(held);
+}
+
+/// Connections outlive the runtime that opened them: each test has its own
+/// runtime, and the pool is shared by all of them.
+#[test]
+fn pool_survives_the_runtime_that_filled_it() {
+    setup();
+    let alias = one_connection_alias("runtimes");
+    let first = tokio::runtime::Runtime::new().unwrap().block_on(pid_of(alias));
+    let second = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let c = connection_for(alias).await.unwrap();
+        c.query_one("SELECT 1", &[]).await.expect("usable from a new runtime");
+        c.backend_pid()
+    });
+    assert_eq!(first, second);
+}

@@ -1,0 +1,185 @@
+//! `lock_timeout` scopes (REFERENCE.md §7 scenario 5), read back with
+//! `SHOW lock_timeout` from the server.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use pglock_runtime::{advisory, connection, lock_timeout, ErrorKind, LockKey};
+use pglock_tests::*;
+
+async fn show() -> String {
+    show_lock_timeout(&connection().await.unwrap()).await
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test]
+async fn nested_scopes_restore_in_order() {
+    setup();
+    let base = show().await;
+    lock_timeout(secs(1))
+        .scope(async {
+            assert_eq!(show().await, "1s");
+            lock_timeout(secs(2))
+                .scope(async {
+                    assert_eq!(show().await, "2s");
+                    lock_timeout(None)
+                        .scope(async { assert_eq!(show().await, "0") })
+                        .await
+                        .unwrap();
+                    assert_eq!(show().await, "2s");
+                    lock_timeout(Duration::from_millis(1500))
+                        .scope(async { assert_eq!(show().await, "1500ms") })
+                        .await
+                        .unwrap();
+                    assert_eq!(show().await, "2s");
+                })
+                .await
+                .unwrap();
+            assert_eq!(show().await, "1s");
+        })
+        .await
+        .unwrap();
+    assert_eq!(show().await, base);
+}
+
+#[tokio::test]
+async fn scopes_inside_transactions_are_local_and_survive_rollbacks() {
+    setup();
+    lock_timeout(secs(1))
+        .scope(async {
+            let db = connection().await.unwrap();
+            // A scope inside a transaction behaves like SET LOCAL.
+            db.batch_execute("BEGIN").await.unwrap();
+            lock_timeout(secs(2))
+                .scope(async { assert_eq!(show().await, "2s") })
+                .await
+                .unwrap();
+            assert_eq!(show().await, "1s");
+            db.batch_execute("ROLLBACK").await.unwrap();
+            assert_eq!(show().await, "1s");
+
+            // The transaction ends (rolled back) inside the inner scope.
+            db.batch_execute("BEGIN").await.unwrap();
+            lock_timeout(secs(3))
+                .scope(async {
+                    assert_eq!(show().await, "3s");
+                    db.batch_execute("ROLLBACK").await.unwrap();
+                    assert_eq!(show().await, "1s");
+                })
+                .await
+                .unwrap();
+            assert_eq!(show().await, "1s");
+
+            // The transaction fails inside the inner scope.
+            db.batch_execute("BEGIN").await.unwrap();
+            lock_timeout(secs(4))
+                .scope(async {
+                    assert!(db.batch_execute("SELECT 1/0").await.is_err());
+                })
+                .await
+                .expect("restoring a local value in a failed transaction is not an error");
+            db.batch_execute("ROLLBACK").await.unwrap();
+            assert_eq!(show().await, "1s");
+
+            // A session-level scope whose body opens and commits a transaction.
+            lock_timeout(secs(5))
+                .scope(async {
+                    db.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+                    assert_eq!(show().await, "5s");
+                })
+                .await
+                .unwrap();
+            assert_eq!(show().await, "1s");
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn restored_after_errors_and_panics() {
+    setup();
+    lock_timeout(secs(5))
+        .scope(async {
+            let r: Result<(), &str> = lock_timeout(secs(1))
+                .scope(async { Err("body failed") })
+                .await
+                .unwrap();
+            assert!(r.is_err());
+            assert_eq!(show().await, "5s");
+
+            let caught = AssertUnwindSafe(lock_timeout(secs(1)).scope(async {
+                assert_eq!(show().await, "1s");
+                panic!("body panicked");
+            }))
+            .catch_unwind()
+            .await;
+            assert!(caught.is_err());
+            assert_eq!(show().await, "5s");
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn zero_and_out_of_range_are_rejected() {
+    setup();
+    let err = lock_timeout(Duration::ZERO).scope(async {}).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert!(err.to_string().contains("`None`"), "{err}");
+    let err = lock_timeout(secs(40 * 24 * 3600)).scope(async {}).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    let err = advisory(1).timeout(secs(40 * 24 * 3600)).acquire().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+}
+
+/// The scope's limit applies to the statements of the body and to locks taken with
+/// the default wait.
+#[tokio::test]
+async fn limit_applies_to_statements_and_default_waits() {
+    setup();
+    let key = unique_key();
+    let holder = advisory(key).acquire().await.unwrap();
+    let table = format!("lt_{}", key.unsigned_abs());
+    let obs = observer().await;
+    obs.batch_execute(&format!("CREATE TABLE {table} (x int)")).await.unwrap();
+    let (mut other, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let txn = other.transaction().await.unwrap();
+    txn.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+
+    lock_timeout(Duration::from_millis(200))
+        .scope(async {
+            let err = advisory(key).acquire().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::LockTimeout);
+            let db = connection().await.unwrap();
+            let err = db.query(&format!("SELECT * FROM {table}"), &[]).await.unwrap_err();
+            assert_eq!(pglock_runtime::Error::from(err).kind(), ErrorKind::LockTimeout);
+            // An explicit wait_forever overrides the scope for the lock statement.
+            let forever = advisory(key).wait_forever();
+            let r = tokio::time::timeout(Duration::from_millis(600), forever.acquire()).await;
+            assert!(r.is_err(), "still waiting after 600 ms");
+        })
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    holder.release().await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// Connections come back from scopes with the lock_timeout they started with.
+#[tokio::test]
+async fn pooled_connections_come_back_with_their_original_lock_timeout() {
+    setup();
+    for _ in 0..5 {
+        lock_timeout(secs(3)).scope(async { show().await }).await.unwrap();
+    }
+    let conns: Vec<_> = futures_util::future::join_all((0..8).map(|_| connection())).await;
+    for c in conns {
+        let c = c.unwrap();
+        assert_eq!(show_lock_timeout(&c).await, "0", "pid {}", c.backend_pid());
+    }
+}
