@@ -83,8 +83,14 @@ async fn exclusive_excludes_exclusive() {
         .expect_err("B must not acquire");
     assert_eq!(err.kind(), ErrorKind::Busy);
     assert_eq!(err.key(), Some(LockKey::Int(key)));
-    assert_eq!(err.holders().iter().map(|h| h.pid).collect::<Vec<_>>(), vec![a_pid]);
-    assert!(err.to_string().contains(&format!("held by pid {a_pid}")), "{err}");
+    assert_eq!(
+        err.holders().iter().map(|h| h.pid).collect::<Vec<_>>(),
+        vec![a_pid]
+    );
+    assert!(
+        err.to_string().contains(&format!("held by pid {a_pid}")),
+        "{err}"
+    );
 
     // B with a bounded wait fails with a lock timeout after waiting, naming A.
     let started = Instant::now();
@@ -100,10 +106,18 @@ async fn exclusive_excludes_exclusive() {
     assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![a_pid]);
 
     // B waiting without limit gets it once A releases.
-    let b = tokio::spawn(async move { advisory(key).acquire().await.map(|g| (g.connection().unwrap().backend_pid(), g)) });
+    let b = tokio::spawn(async move {
+        advisory(key)
+            .acquire()
+            .await
+            .map(|g| (g.connection().unwrap().backend_pid(), g))
+    });
     let waiter = wait_for_waiter(&obs, LockKey::Int(key)).await;
     a.release().await.expect("A releases");
-    let (b_pid, b_guard) = within(10, "B acquires after A", b).await.unwrap().expect("B acquires");
+    let (b_pid, b_guard) = within(10, "B acquires after A", b)
+        .await
+        .unwrap()
+        .expect("B acquires");
     assert_eq!(b_pid, waiter);
     assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![b_pid]);
     b_guard.release().await.unwrap();
@@ -138,19 +152,36 @@ async fn shared_locks_coexist_and_conflict_with_exclusive() {
     let obs = observer().await;
     let key = unique_key();
     let s1 = advisory(key).shared().acquire().await.unwrap();
-    let s2 = advisory(key).shared().timeout(Duration::ZERO).acquire().await.unwrap();
+    let s2 = advisory(key)
+        .shared()
+        .timeout(Duration::ZERO)
+        .acquire()
+        .await
+        .unwrap();
     let rows = advisory_rows(&obs, LockKey::Int(key)).await;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.granted && r.mode == "ShareLock"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.granted && r.mode == "ShareLock"),
+        "{rows:?}"
+    );
 
-    let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+    let err = advisory(key)
+        .timeout(Duration::ZERO)
+        .acquire()
+        .await
+        .unwrap_err();
     assert!(err.is_busy());
     assert_eq!(err.holders().len(), 2, "{err}");
     s1.release().await.unwrap();
     s2.release().await.unwrap();
 
     let x = advisory(key).acquire().await.unwrap();
-    let err = advisory(key).shared().timeout(Duration::ZERO).acquire().await.unwrap_err();
+    let err = advisory(key)
+        .shared()
+        .timeout(Duration::ZERO)
+        .acquire()
+        .await
+        .unwrap_err();
     assert!(err.is_busy());
     x.release().await.unwrap();
     assert_released(&obs, LockKey::Int(key)).await;
@@ -170,15 +201,23 @@ async fn database_error_in_body_inside_transaction_still_releases() {
             let body = advisory(key)
                 .run(async {
                     let db = pglock_runtime::connection().await.unwrap();
-                    assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![db.backend_pid()]);
+                    assert_eq!(
+                        holders(&obs, LockKey::Int(key)).await,
+                        vec![db.backend_pid()]
+                    );
                     db.batch_execute("SELECT 1/0").await
                 })
                 .await
                 .expect("the scope itself succeeds");
             assert!(body.is_err(), "the body's own error is returned to it");
-            assert!(holders(&obs, LockKey::Int(key)).await.is_empty(), "released");
+            assert!(
+                holders(&obs, LockKey::Int(key)).await.is_empty(),
+                "released"
+            );
             // The caller's transaction is usable.
-            db.query_one("SELECT 1", &[]).await.expect("transaction usable");
+            db.query_one("SELECT 1", &[])
+                .await
+                .expect("transaction usable");
             db.batch_execute("COMMIT").await.unwrap();
         })
         .await
@@ -217,12 +256,26 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
     pglock_runtime::lock_timeout(Duration::from_secs(9))
         .scope(async {
             let db = pglock_runtime::connection().await.unwrap();
-            db.batch_execute("BEGIN; CREATE TEMP TABLE t4 (x int); INSERT INTO t4 VALUES (1)").await.unwrap();
-            let err = advisory(key).timeout(Duration::from_millis(100)).run(async { unreachable!() }).await.unwrap_err();
+            db.batch_execute("BEGIN; CREATE TEMP TABLE t4 (x int); INSERT INTO t4 VALUES (1)")
+                .await
+                .unwrap();
+            let err = advisory(key)
+                .timeout(Duration::from_millis(100))
+                .run(async { unreachable!() })
+                .await
+                .unwrap_err();
             assert!(err.is_timeout());
-            let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+            let err = advisory(key)
+                .timeout(Duration::ZERO)
+                .acquire()
+                .await
+                .unwrap_err();
             assert!(err.is_busy());
-            let n: i64 = db.query_one("SELECT count(*) FROM t4", &[]).await.expect("usable").get(0);
+            let n: i64 = db
+                .query_one("SELECT count(*) FROM t4", &[])
+                .await
+                .expect("usable")
+                .get(0);
             assert_eq!(n, 1);
             assert_eq!(show_lock_timeout(&db).await, "9s");
             db.batch_execute("ROLLBACK").await.unwrap();
@@ -231,16 +284,36 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
         .unwrap();
 
     // Through a caller's own transaction.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    client.batch_execute("SET lock_timeout = '4s'").await.unwrap();
+    client
+        .batch_execute("SET lock_timeout = '4s'")
+        .await
+        .unwrap();
     let txn = client.transaction().await.unwrap();
-    txn.batch_execute("CREATE TEMP TABLE t4b (x int); INSERT INTO t4b VALUES (1)").await.unwrap();
-    let err = advisory(key).xact().timeout(Duration::from_millis(100)).acquire_in(&txn).await.unwrap_err();
+    txn.batch_execute("CREATE TEMP TABLE t4b (x int); INSERT INTO t4b VALUES (1)")
+        .await
+        .unwrap();
+    let err = advisory(key)
+        .xact()
+        .timeout(Duration::from_millis(100))
+        .acquire_in(&txn)
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    let n: i64 = txn.query_one("SELECT count(*) FROM t4b", &[]).await.expect("usable").get(0);
+    let n: i64 = txn
+        .query_one("SELECT count(*) FROM t4b", &[])
+        .await
+        .expect("usable")
+        .get(0);
     assert_eq!(n, 1);
-    let lt: String = txn.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+    let lt: String = txn
+        .query_one("SHOW lock_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(lt, "4s");
     txn.commit().await.unwrap();
     a.release().await.unwrap();
@@ -276,12 +349,18 @@ async fn xact_lock_lives_and_dies_with_its_transaction() {
     assert_released(&obs, k).await;
 
     // In the caller's transaction: held until that transaction ends.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let txn = client.transaction().await.unwrap();
     let g = advisory(key).xact().acquire_in(&txn).await.unwrap();
     assert_eq!(g.release().await.unwrap_err().kind(), ErrorKind::Usage);
-    assert_eq!(holders(&obs, k).await.len(), 1, "still held in the transaction");
+    assert_eq!(
+        holders(&obs, k).await.len(),
+        1,
+        "still held in the transaction"
+    );
     txn.commit().await.unwrap();
     assert!(holders(&obs, k).await.is_empty());
 
@@ -297,7 +376,10 @@ async fn release_of_a_lost_lock_is_reported() {
     let obs = observer().await;
     let key = unique_key();
     let g = advisory(key).acquire().await.unwrap();
-    g.client().batch_execute("SELECT pg_advisory_unlock_all()").await.unwrap();
+    g.client()
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
     let err = g.release().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LostBeforeRelease);
     assert!(err.is_lost());
@@ -345,13 +427,23 @@ async fn many_tasks_one_lock() {
 async fn locks_on_a_callers_client() {
     setup();
     let obs = observer().await;
-    let (client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let key = LockKey::Pair(unique_key() as i32, -3);
     let g = advisory(key).acquire_on(&client).await.unwrap();
     assert_eq!(holders(&obs, key).await, vec![pid]);
-    let err = advisory(key).timeout(Duration::ZERO).acquire().await.unwrap_err();
+    let err = advisory(key)
+        .timeout(Duration::ZERO)
+        .acquire()
+        .await
+        .unwrap_err();
     assert_eq!(err.holders()[0].pid, pid);
     g.release().await.unwrap();
     assert!(holders(&obs, key).await.is_empty());
@@ -391,13 +483,20 @@ async fn dropped_acquire_cancels_the_server_wait() {
     let _ = waiting.await;
     // The waiter's row disappears without the holder releasing.
     for _ in 0..500 {
-        if advisory_rows(&obs, LockKey::Int(key)).await.iter().all(|r| r.pid != waiter) {
+        if advisory_rows(&obs, LockKey::Int(key))
+            .await
+            .iter()
+            .all(|r| r.pid != waiter)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let rows = advisory_rows(&obs, LockKey::Int(key)).await;
-    assert!(rows.iter().all(|r| r.pid != waiter), "wait still there: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r.pid != waiter),
+        "wait still there: {rows:?}"
+    );
     a.release().await.unwrap();
     assert_released(&obs, LockKey::Int(key)).await;
 }
@@ -424,10 +523,21 @@ async fn deadlock_is_its_own_error_kind() {
         }
     })
     .await;
-    assert_eq!(first.1.as_ref().map_err(|e| e.kind()), Err(ErrorKind::Deadlock), "{first:?}");
+    assert_eq!(
+        first.1.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::Deadlock),
+        "{first:?}"
+    );
     let victim_guard = if first.0 == 1 { a } else { b };
     victim_guard.release().await.unwrap();
-    let survivor = within(20, "survivor acquires", async { if first.0 == 1 { t2.await } else { t1.await } }).await.unwrap();
+    let survivor = within(20, "survivor acquires", async {
+        if first.0 == 1 {
+            t2.await
+        } else {
+            t1.await
+        }
+    })
+    .await
+    .unwrap();
     assert!(survivor.is_ok(), "{survivor:?}");
-
 }

@@ -41,7 +41,11 @@ fn exercise_sync_api() {
     let err = advisory(key).no_wait().acquire_blocking().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy);
     assert_eq!(err.holders()[0].pid, pid);
-    assert!(advisory(key).no_wait().try_acquire_blocking().unwrap().is_none());
+    assert!(advisory(key)
+        .no_wait()
+        .try_acquire_blocking()
+        .unwrap()
+        .is_none());
     g.release().unwrap();
     assert!(held(k).is_empty());
 
@@ -61,7 +65,9 @@ fn exercise_sync_api() {
     let lt = lock_timeout(Duration::from_secs(2))
         .scope_blocking(|| {
             let db = blocking::connection().unwrap();
-            db.query_one("SHOW lock_timeout", &[]).unwrap().get::<_, String>(0)
+            db.query_one("SHOW lock_timeout", &[])
+                .unwrap()
+                .get::<_, String>(0)
         })
         .unwrap();
     assert_eq!(lt, "2s");

@@ -44,7 +44,11 @@ async fn clean_connections_are_reused() {
     assert_eq!(first, second, "a clean connection is reused");
     let k = unique_key();
     advisory(k).using(alias).run(async {}).await.unwrap();
-    assert_eq!(pid_of(alias).await, first, "still reused after a lock scope");
+    assert_eq!(
+        pid_of(alias).await,
+        first,
+        "still reused after a lock scope"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +70,10 @@ async fn dirty_connections_are_closed_not_reused() {
         assert!(gone(&obs, pid).await, "{what}: backend {pid} still open");
         let next = pid_of(alias).await;
         assert_ne!(next, pid, "{what}: dirty connection reused");
-        assert!(advisory_rows(&obs, LockKey::Int(424242)).await.is_empty(), "{what}");
+        assert!(
+            advisory_rows(&obs, LockKey::Int(424242)).await.is_empty(),
+            "{what}"
+        );
     }
 }
 
@@ -106,7 +113,9 @@ async fn scope_connection_is_the_lock_holder() {
     advisory(key)
         .run(async {
             let mine = connection().await.unwrap().backend_pid();
-            let theirs = tokio::spawn(async { connection().await.unwrap().backend_pid() }).await.unwrap();
+            let theirs = tokio::spawn(async { connection().await.unwrap().backend_pid() })
+                .await
+                .unwrap();
             assert_ne!(mine, theirs);
         })
         .await
@@ -119,7 +128,11 @@ async fn configuration_errors_say_what_to_do() {
     let err = connection_for("nope").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
     assert_eq!(err.alias(), Some("nope"));
-    assert!(err.to_string().contains("pglock_runtime::register(\"nope\", config)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("pglock_runtime::register(\"nope\", config)"),
+        "{err}"
+    );
 
     let err = advisory(1).using("nope").acquire().await.unwrap_err();
     assert!(err.is_configuration());
@@ -145,7 +158,11 @@ async fn connect_failures_are_typed_and_name_the_alias() {
     assert_eq!(err.alias(), Some("nodb"));
 
     // Nothing listening: fails within the connect timeout, as a pool error.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     register(
         "closed",
         Config::from_url(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
@@ -153,7 +170,9 @@ async fn connect_failures_are_typed_and_name_the_alias() {
             .connect_timeout(Duration::from_secs(2)),
     )
     .unwrap();
-    let err = within(10, "connect fails", connection_for("closed")).await.unwrap_err();
+    let err = within(10, "connect fails", connection_for("closed"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Pool, "{err:?}");
     assert!(err.to_string().contains("`closed`"), "{err}");
 }
@@ -170,7 +189,9 @@ async fn checkout_wait_is_bounded() {
     )
     .unwrap();
     let held = connection_for("tiny").await.unwrap();
-    let err = within(10, "checkout times out", connection_for("tiny")).await.unwrap_err();
+    let err = within(10, "checkout times out", connection_for("tiny"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Pool);
     assert!(err.to_string().contains("max_size"), "{err}");
     drop(held);
@@ -182,10 +203,14 @@ async fn checkout_wait_is_bounded() {
 fn pool_survives_the_runtime_that_filled_it() {
     setup();
     let alias = one_connection_alias("runtimes");
-    let first = tokio::runtime::Runtime::new().unwrap().block_on(pid_of(alias));
+    let first = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(pid_of(alias));
     let second = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let c = connection_for(alias).await.unwrap();
-        c.query_one("SELECT 1", &[]).await.expect("usable from a new runtime");
+        c.query_one("SELECT 1", &[])
+            .await
+            .expect("usable from a new runtime");
         c.backend_pid()
     });
     assert_eq!(first, second);

@@ -22,7 +22,9 @@ async fn relation_modes(obs: &Client, pid: i32, regclass: &str) -> Vec<String> {
 
 async fn table(obs: &Client, prefix: &str) -> String {
     let name = format!("{prefix}_{}", unique_key().unsigned_abs());
-    obs.batch_execute(&format!("CREATE TABLE {name} (x int)")).await.unwrap();
+    obs.batch_execute(&format!("CREATE TABLE {name} (x int)"))
+        .await
+        .unwrap();
     name
 }
 
@@ -34,9 +36,16 @@ async fn all_eight_modes() {
     for mode in TableLockMode::ALL {
         let g = table_lock([t.as_str()]).mode(mode).acquire().await.unwrap();
         let pid = g.connection().backend_pid();
-        assert_eq!(relation_modes(&obs, pid, &t).await, vec![mode.pg_locks_name().to_owned()], "{mode:?}");
+        assert_eq!(
+            relation_modes(&obs, pid, &t).await,
+            vec![mode.pg_locks_name().to_owned()],
+            "{mode:?}"
+        );
         g.commit().await.unwrap();
-        assert!(relation_modes(&obs, pid, &t).await.is_empty(), "{mode:?} released by commit");
+        assert!(
+            relation_modes(&obs, pid, &t).await.is_empty(),
+            "{mode:?} released by commit"
+        );
     }
 }
 
@@ -54,16 +63,25 @@ async fn hostile_names_are_quoted_not_spliced() {
     ))
     .await
     .unwrap();
-    let g = table_lock([Table::new(weird.clone()), Table::qualified(schema.clone(), dotted)])
-        .mode(TableLockMode::Exclusive)
-        .acquire()
-        .await
-        .unwrap();
+    let g = table_lock([
+        Table::new(weird.clone()),
+        Table::qualified(schema.clone(), dotted),
+    ])
+    .mode(TableLockMode::Exclusive)
+    .acquire()
+    .await
+    .unwrap();
     let pid = g.connection().backend_pid();
     let weird_reg = format!("\"we\"\"ird; name {salt}\"");
     let dotted_reg = format!("\"{schema}\".\"{dotted}\"");
-    assert_eq!(relation_modes(&obs, pid, &weird_reg).await, vec!["ExclusiveLock"]);
-    assert_eq!(relation_modes(&obs, pid, &dotted_reg).await, vec!["ExclusiveLock"]);
+    assert_eq!(
+        relation_modes(&obs, pid, &weird_reg).await,
+        vec!["ExclusiveLock"]
+    );
+    assert_eq!(
+        relation_modes(&obs, pid, &dotted_reg).await,
+        vec!["ExclusiveLock"]
+    );
     g.rollback().await.unwrap();
 
     // An injection attempt names a table that does not exist, and runs nothing else.
@@ -91,43 +109,84 @@ async fn busy_and_bounded_waits_name_the_holder() {
     setup();
     let obs = observer().await;
     let t = table(&obs, "busy").await;
-    let holder = table_lock([t.as_str()]).mode(TableLockMode::Share).acquire().await.unwrap();
+    let holder = table_lock([t.as_str()])
+        .mode(TableLockMode::Share)
+        .acquire()
+        .await
+        .unwrap();
     let holder_pid = holder.connection().backend_pid();
 
     // A compatible mode is granted.
-    let share = table_lock([t.as_str()]).mode(TableLockMode::Share).no_wait().acquire().await.unwrap();
+    let share = table_lock([t.as_str()])
+        .mode(TableLockMode::Share)
+        .no_wait()
+        .acquire()
+        .await
+        .unwrap();
     share.commit().await.unwrap();
 
-    let err = table_lock([t.as_str()]).no_wait().acquire().await.unwrap_err();
+    let err = table_lock([t.as_str()])
+        .no_wait()
+        .acquire()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy, "{err:?}");
-    assert_eq!(err.holders().iter().map(|h| h.pid).collect::<Vec<_>>(), vec![holder_pid]);
+    assert_eq!(
+        err.holders().iter().map(|h| h.pid).collect::<Vec<_>>(),
+        vec![holder_pid]
+    );
     assert_eq!(err.holders()[0].mode, "ShareLock");
 
     let started = Instant::now();
-    let err = table_lock([t.as_str()]).timeout(Duration::from_millis(300)).acquire().await.unwrap_err();
+    let err = table_lock([t.as_str()])
+        .timeout(Duration::from_millis(300))
+        .acquire()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockTimeout);
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(err.holders()[0].pid, holder_pid);
 
     // In a caller's transaction, a failure leaves it usable and its lock_timeout alone.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    client.batch_execute("SET lock_timeout = '8s'").await.unwrap();
+    client
+        .batch_execute("SET lock_timeout = '8s'")
+        .await
+        .unwrap();
     let txn = client.transaction().await.unwrap();
-    let err = table_lock([t.as_str()]).timeout(Duration::from_millis(100)).acquire_in(&txn).await.unwrap_err();
+    let err = table_lock([t.as_str()])
+        .timeout(Duration::from_millis(100))
+        .acquire_in(&txn)
+        .await
+        .unwrap_err();
     assert!(err.is_timeout());
-    let lt: String = txn.query_one("SHOW lock_timeout", &[]).await.expect("usable").get(0);
+    let lt: String = txn
+        .query_one("SHOW lock_timeout", &[])
+        .await
+        .expect("usable")
+        .get(0);
     assert_eq!(lt, "8s");
     txn.rollback().await.unwrap();
 
     // Waiting without limit gets it when the holder commits.
     let waiter = tokio::spawn({
         let t = t.clone();
-        async move { table_lock([t.as_str()]).acquire().await.map(|g| g.connection().backend_pid()) }
+        async move {
+            table_lock([t.as_str()])
+                .acquire()
+                .await
+                .map(|g| g.connection().backend_pid())
+        }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     holder.commit().await.unwrap();
-    let pid = within(10, "waiter gets the table", waiter).await.unwrap().unwrap();
+    let pid = within(10, "waiter gets the table", waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(pid, holder_pid);
 }
 
@@ -143,10 +202,16 @@ async fn table_locks_need_a_transaction_inside_scopes() {
             let db = connection().await.unwrap();
             db.batch_execute("BEGIN").await.unwrap();
             let g = table_lock([t.as_str()]).acquire().await.unwrap();
-            assert_eq!(relation_modes(&obs, db.backend_pid(), &t).await, vec!["AccessExclusiveLock"]);
+            assert_eq!(
+                relation_modes(&obs, db.backend_pid(), &t).await,
+                vec!["AccessExclusiveLock"]
+            );
             // The guard does not own the scope's transaction.
             assert_eq!(g.commit().await.unwrap_err().kind(), ErrorKind::Usage);
-            assert_eq!(relation_modes(&obs, db.backend_pid(), &t).await, vec!["AccessExclusiveLock"]);
+            assert_eq!(
+                relation_modes(&obs, db.backend_pid(), &t).await,
+                vec!["AccessExclusiveLock"]
+            );
             db.batch_execute("COMMIT").await.unwrap();
             assert!(relation_modes(&obs, db.backend_pid(), &t).await.is_empty());
         })
@@ -161,7 +226,10 @@ async fn dropped_table_guard_rolls_back() {
     let t = table(&obs, "dropped").await;
     let g = table_lock([t.as_str()]).acquire().await.unwrap();
     let pid = g.connection().backend_pid();
-    g.client().execute(&format!("INSERT INTO {t} VALUES (1)"), &[]).await.unwrap();
+    g.client()
+        .execute(&format!("INSERT INTO {t} VALUES (1)"), &[])
+        .await
+        .unwrap();
     drop(g);
     for _ in 0..500 {
         if relation_modes(&obs, pid, &t).await.is_empty() {
@@ -170,6 +238,10 @@ async fn dropped_table_guard_rolls_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(relation_modes(&obs, pid, &t).await.is_empty());
-    let n: i64 = obs.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await.unwrap().get(0);
+    let n: i64 = obs
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "rolled back");
 }

@@ -127,12 +127,22 @@ async fn restored_after_errors_and_panics() {
 #[tokio::test]
 async fn zero_and_out_of_range_are_rejected() {
     setup();
-    let err = lock_timeout(Duration::ZERO).scope(async {}).await.unwrap_err();
+    let err = lock_timeout(Duration::ZERO)
+        .scope(async {})
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
     assert!(err.to_string().contains("`None`"), "{err}");
-    let err = lock_timeout(secs(40 * 24 * 3600)).scope(async {}).await.unwrap_err();
+    let err = lock_timeout(secs(40 * 24 * 3600))
+        .scope(async {})
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
-    let err = advisory(1).timeout(secs(40 * 24 * 3600)).acquire().await.unwrap_err();
+    let err = advisory(1)
+        .timeout(secs(40 * 24 * 3600))
+        .acquire()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
 }
 
@@ -145,19 +155,31 @@ async fn limit_applies_to_statements_and_default_waits() {
     let holder = advisory(key).acquire().await.unwrap();
     let table = format!("lt_{}", key.unsigned_abs());
     let obs = observer().await;
-    obs.batch_execute(&format!("CREATE TABLE {table} (x int)")).await.unwrap();
-    let (mut other, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    obs.batch_execute(&format!("CREATE TABLE {table} (x int)"))
+        .await
+        .unwrap();
+    let (mut other, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let txn = other.transaction().await.unwrap();
-    txn.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+    txn.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .unwrap();
 
     lock_timeout(Duration::from_millis(200))
         .scope(async {
             let err = advisory(key).acquire().await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::LockTimeout);
             let db = connection().await.unwrap();
-            let err = db.query(&format!("SELECT * FROM {table}"), &[]).await.unwrap_err();
-            assert_eq!(pglock_runtime::Error::from(err).kind(), ErrorKind::LockTimeout);
+            let err = db
+                .query(&format!("SELECT * FROM {table}"), &[])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                pglock_runtime::Error::from(err).kind(),
+                ErrorKind::LockTimeout
+            );
             // An explicit wait_forever overrides the scope for the lock statement.
             let forever = advisory(key).wait_forever();
             let r = tokio::time::timeout(Duration::from_millis(600), forever.acquire()).await;
@@ -175,7 +197,10 @@ async fn limit_applies_to_statements_and_default_waits() {
 async fn pooled_connections_come_back_with_their_original_lock_timeout() {
     setup();
     for _ in 0..5 {
-        lock_timeout(secs(3)).scope(async { show().await }).await.unwrap();
+        lock_timeout(secs(3))
+            .scope(async { show().await })
+            .await
+            .unwrap();
     }
     let conns: Vec<_> = futures_util::future::join_all((0..8).map(|_| connection())).await;
     for c in conns {

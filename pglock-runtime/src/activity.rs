@@ -80,7 +80,11 @@ impl fmt::Display for Holder {
             }
         }
         if let Some(start) = self.backend_start {
-            write!(f, ", connected at {}", humantime::format_rfc3339_seconds(start))?;
+            write!(
+                f,
+                ", connected at {}",
+                humantime::format_rfc3339_seconds(start)
+            )?;
         }
         Ok(())
     }

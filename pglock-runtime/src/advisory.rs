@@ -24,7 +24,7 @@ pub(crate) enum Wait {
     /// Without limit, whatever the session's `lock_timeout`.
     Forever,
     /// Not at all (`pg_try_advisory_*`).
-    NoWait,
+    Immediate,
     /// At most this long, measured by the server (`lock_timeout` for the lock
     /// statement alone).
     Bounded(Duration),
@@ -34,7 +34,7 @@ impl Wait {
     pub(crate) fn from_timeout(t: Option<Duration>) -> Wait {
         match t {
             None => Wait::Forever,
-            Some(d) if d.is_zero() => Wait::NoWait,
+            Some(d) if d.is_zero() => Wait::Immediate,
             Some(d) => Wait::Bounded(d),
         }
     }
@@ -42,9 +42,11 @@ impl Wait {
     /// The `lock_timeout` value to set for the statement, if any.
     fn setting(self) -> Result<Option<String>, Error> {
         match self {
-            Wait::Inherit | Wait::NoWait => Ok(None),
+            Wait::Inherit | Wait::Immediate => Ok(None),
             Wait::Forever => Ok(Some(sql::lock_timeout_value(None))),
-            Wait::Bounded(d) => crate::timeout::check_duration(d).map(|_| Some(sql::lock_timeout_value(Some(d)))),
+            Wait::Bounded(d) => {
+                crate::timeout::check_duration(d).map(|_| Some(sql::lock_timeout_value(Some(d))))
+            }
         }
     }
 }
@@ -166,7 +168,7 @@ impl AdvisoryLock {
 
     /// Does not wait: fails with [`ErrorKind::Busy`] at once if the lock is held.
     pub fn no_wait(mut self) -> AdvisoryLock {
-        self.wait = Wait::NoWait;
+        self.wait = Wait::Immediate;
         self
     }
 
@@ -206,7 +208,9 @@ impl AdvisoryLock {
     /// let rows = pglock_runtime::advisory(("invoice", 42))
     ///     .run(async {
     ///         let db = pglock_runtime::connection().await?;
-    ///         db.execute("UPDATE invoices SET sent = true WHERE id = 42", &[]).await
+    ///         Ok::<_, pglock_runtime::Error>(
+    ///             db.execute("UPDATE invoices SET sent = true WHERE id = 42", &[]).await?,
+    ///         )
     ///     })
     ///     .await??;
     /// # Ok(()) }
@@ -217,7 +221,9 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        crate::scope::run(self.spec(), fut, |_| false).await.into_result()
+        crate::scope::run(self.spec(), fut, |_| false)
+            .await
+            .into_result()
     }
 
     /// Acquires the lock on the scope connection of the alias (inside an annotated
@@ -257,7 +263,17 @@ impl AdvisoryLock {
             Txn::Unknown
         };
         let cancel = Some(&conn);
-        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, cancel).await {
+        match lock(
+            exec,
+            self.key,
+            self.shared,
+            self.xact,
+            self.wait,
+            txn,
+            cancel,
+        )
+        .await
+        {
             Ok(()) => Ok(AdvisoryGuard::new(
                 Target::Owned(conn),
                 self,
@@ -303,7 +319,17 @@ impl AdvisoryLock {
             .with_key(self.key));
         }
         let exec = Exec::borrowed(client);
-        match lock(exec, self.key, self.shared, false, self.wait, Txn::Unknown, None).await {
+        match lock(
+            exec,
+            self.key,
+            self.shared,
+            false,
+            self.wait,
+            Txn::Unknown,
+            None,
+        )
+        .await
+        {
             Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }
@@ -323,7 +349,17 @@ impl AdvisoryLock {
     ) -> Result<AdvisoryGuard<'c>, Error> {
         let client = tokio_postgres::GenericClient::client(txn);
         let exec = Exec::borrowed(client);
-        match lock(exec, self.key, self.shared, self.xact, self.wait, Txn::Caller, None).await {
+        match lock(
+            exec,
+            self.key,
+            self.shared,
+            self.xact,
+            self.wait,
+            Txn::Caller,
+            None,
+        )
+        .await
+        {
             Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }
@@ -345,10 +381,14 @@ pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
 /// Whether a transaction block is open on the session. Uses the simple-query
 /// protocol, where the check is exact (see [`sql::IN_TRANSACTION`]).
 pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
-    let rows = exec.client.simple_query(sql::IN_TRANSACTION).await.map_err(Error::from_pg)?;
-    Ok(rows.iter().any(|m| {
-        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
-    }))
+    let rows = exec
+        .client
+        .simple_query(sql::IN_TRANSACTION)
+        .await
+        .map_err(Error::from_pg)?;
+    Ok(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
 }
 
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
@@ -365,7 +405,7 @@ pub(crate) async fn lock(
 ) -> Result<(), Error> {
     let p = KeyParams::new(key);
     let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
-    if wait == Wait::NoWait {
+    if wait == Wait::Immediate {
         let row = exec.one(sql::TRY_LOCK[k][x][s], &p.with(&[])).await?;
         return if row.get::<_, bool>(0) {
             Ok(())
@@ -404,7 +444,13 @@ pub(crate) async fn lock(
         }
     };
     match result {
-        Err(e) if !xact && matches!(e.kind(), ErrorKind::LockTimeout | ErrorKind::Cancelled | ErrorKind::Deadlock) => {
+        Err(e)
+            if !xact
+                && matches!(
+                    e.kind(),
+                    ErrorKind::LockTimeout | ErrorKind::Cancelled | ErrorKind::Deadlock
+                ) =>
+        {
             // The grant may have won the race against the timeout or the cancel
             // (DistributedLock #147): release what we were given.
             if txn != Txn::Ours && holds(exec, key, shared).await? {
@@ -446,13 +492,20 @@ where
     }
     let attempt = async {
         let prev: Option<String> = match setting {
-            Some(v) => Some(exec.one(sql::SET_LOCAL_LOCK_TIMEOUT, &[(&v, Type::TEXT)]).await?.get(0)),
+            Some(v) => Some(
+                exec.one(sql::SET_LOCAL_LOCK_TIMEOUT, &[(&v, Type::TEXT)])
+                    .await?
+                    .get(0),
+            ),
             None => None,
         };
         statement().await?;
         if let Some(prev) = prev {
-            exec.one(sql::RESTORE_LOCK_TIMEOUT, &[(&prev, Type::TEXT), (&true, Type::BOOL)])
-                .await?;
+            exec.one(
+                sql::RESTORE_LOCK_TIMEOUT,
+                &[(&prev, Type::TEXT), (&true, Type::BOOL)],
+            )
+            .await?;
         }
         Ok::<(), Error>(())
     }
@@ -474,7 +527,12 @@ async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error
     Ok(exec
         .one(
             sql::HOLDS_ADVISORY,
-            &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2), (&mode, Type::TEXT)],
+            &[
+                (&c, Type::OID),
+                (&o, Type::OID),
+                (&s, Type::INT2),
+                (&mode, Type::TEXT),
+            ],
         )
         .await?
         .get(0))
@@ -484,7 +542,9 @@ async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error
 /// not held.
 pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<(), Error> {
     let p = KeyParams::new(key);
-    let row = exec.one(sql::UNLOCK[p.kind()][usize::from(shared)], &p.with(&[])).await?;
+    let row = exec
+        .one(sql::UNLOCK[p.kind()][usize::from(shared)], &p.with(&[]))
+        .await?;
     if row.get::<_, bool>(0) {
         Ok(())
     } else {
@@ -542,7 +602,10 @@ impl Drop for CancelOnDrop<'_> {
             // A caller's client stays open: queue an unlock-if-held behind the wait,
             // which runs once the wait ends either way.
             (None, Some((key, shared))) => {
-                send_now(self.client.batch_execute(&sql::unlock_if_held_literal(key, shared)));
+                send_now(
+                    self.client
+                        .batch_execute(&sql::unlock_if_held_literal(key, shared)),
+                );
             }
             // Transaction-level and table locks end with the caller's transaction,
             // which the cancelled wait has aborted.
@@ -708,7 +771,9 @@ impl<'c> AdvisoryGuard<'c> {
 
 impl Drop for AdvisoryGuard<'_> {
     fn drop(&mut self) {
-        let Some(target) = self.target.take() else { return };
+        let Some(target) = self.target.take() else {
+            return;
+        };
         let (key, shared) = (self.key, self.shared);
         match target {
             Target::Owned(conn) if self.own_txn => {

@@ -122,13 +122,20 @@ impl BlockingGuard {
     ///
     /// As [`AdvisoryGuard::rollback`].
     pub fn rollback(mut self) -> Result<(), Error> {
-        block_on(self.inner.take().expect("present until consumed").rollback())
+        block_on(
+            self.inner
+                .take()
+                .expect("present until consumed")
+                .rollback(),
+        )
     }
 }
 
 impl Drop for BlockingGuard {
     fn drop(&mut self) {
-        let Some(guard) = self.inner.take() else { return };
+        let Some(guard) = self.inner.take() else {
+            return;
+        };
         let r = if guard.is_xact() {
             block_on(guard.rollback())
         } else {

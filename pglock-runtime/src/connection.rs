@@ -133,7 +133,10 @@ async fn return_check(conn: &PgConn) -> Result<(), String> {
         return Err("a transaction block is open".into());
     }
     if row.get(1) != Some("0") {
-        return Err(format!("{} advisory lock(s) still held", row.get(1).unwrap_or("?")));
+        return Err(format!(
+            "{} advisory lock(s) still held",
+            row.get(1).unwrap_or("?")
+        ));
     }
     if row.get(2) != Some(conn.base_lock_timeout.as_str()) {
         return Err(format!(
@@ -228,15 +231,16 @@ pub(crate) async fn scope_or_checkout(alias: &str) -> Result<(Connection, bool),
 /// its lock; elsewhere a fresh checkout from the pool.
 ///
 /// ```no_run
-/// use pglock_runtime::advisory_lock;
-///
-/// #[advisory_lock(key = "reindex")]
-/// async fn reindex() -> Result<(), pglock_runtime::Error> {
-///     // The same session that holds the advisory lock.
-///     let db = pglock_runtime::connection().await?;
-///     db.batch_execute("REINDEX TABLE big").await.map_err(pglock_runtime::Error::from)?;
-///     Ok(())
-/// }
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// pglock_runtime::advisory("reindex")
+///     .run(async {
+///         // The same session that holds the advisory lock.
+///         let db = pglock_runtime::connection().await?;
+///         db.batch_execute("REINDEX TABLE big").await?;
+///         Ok::<_, pglock_runtime::Error>(())
+///     })
+///     .await??;
+/// # Ok(()) }
 /// ```
 ///
 /// # Errors

@@ -34,7 +34,11 @@ impl<'a> Exec<'a> {
         Exec { client, pg: None }
     }
 
-    pub(crate) async fn query(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
+    pub(crate) async fn query(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, Error> {
         match self.pg {
             Some(pg) => {
                 let stmt = pg.statement(sql).await?;
@@ -47,9 +51,16 @@ impl<'a> Exec<'a> {
     }
 
     pub(crate) async fn one(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Row, Error> {
-        self.query(sql, params).await?.into_iter().next().ok_or_else(|| {
-            Error::new(crate::ErrorKind::Database, format!("no row returned by `{sql}`"))
-        })
+        self.query(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::new(
+                    crate::ErrorKind::Database,
+                    format!("no row returned by `{sql}`"),
+                )
+            })
     }
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
@@ -68,8 +79,18 @@ pub(crate) struct KeyParams {
 impl KeyParams {
     pub(crate) fn new(key: LockKey) -> KeyParams {
         match key {
-            LockKey::Int(k) => KeyParams { int: k, a: 0, b: 0, pair: false },
-            LockKey::Pair(a, b) => KeyParams { int: 0, a, b, pair: true },
+            LockKey::Int(k) => KeyParams {
+                int: k,
+                a: 0,
+                b: 0,
+                pair: false,
+            },
+            LockKey::Pair(a, b) => KeyParams {
+                int: 0,
+                a,
+                b,
+                pair: true,
+            },
         }
     }
 

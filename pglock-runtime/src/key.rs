@@ -68,7 +68,9 @@ impl LockKey {
     /// ```
     pub fn from_pg_locks(classid: u32, objid: u32, objsubid: i16) -> Option<LockKey> {
         match objsubid {
-            1 => Some(LockKey::Int(((u64::from(classid) << 32) | u64::from(objid)) as i64)),
+            1 => Some(LockKey::Int(
+                ((u64::from(classid) << 32) | u64::from(objid)) as i64,
+            )),
             2 => Some(LockKey::Pair(classid as i32, objid as i32)),
             _ => None,
         }
@@ -347,11 +349,11 @@ mod tests {
             assert_eq!(LockKey::from_pg_locks(c, o, s), Some(key));
         }
         // The high half's sign is kept in classid as an unsigned 32-bit value.
-        assert_eq!(LockKey::Int(-2).pg_locks_ids(), (0xFFFF_FFFF, 0xFFFF_FFFE, 1));
         assert_eq!(
-            LockKey::Int(0x1_0000_0002).pg_locks_ids(),
-            (1, 2, 1)
+            LockKey::Int(-2).pg_locks_ids(),
+            (0xFFFF_FFFF, 0xFFFF_FFFE, 1)
         );
+        assert_eq!(LockKey::Int(0x1_0000_0002).pg_locks_ids(), (1, 2, 1));
         assert_eq!(LockKey::from_pg_locks(1, 2, 3), None);
     }
 

@@ -162,7 +162,9 @@ pub struct SyncScope {
 
 impl std::fmt::Debug for SyncScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncScope").field("plan", &self.plan).finish_non_exhaustive()
+        f.debug_struct("SyncScope")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
     }
 }
 

@@ -346,8 +346,15 @@ impl managed::Manager for Manager {
 
 /// Opens a connection, spawns its driver on the current (pglock) runtime, and reads
 /// the facts pglock needs. Refuses a hot standby unless allowed.
-async fn connect(pg: tokio_postgres::Config, alias: &str, allow_standby: bool) -> Result<PgConn, Error> {
-    let (client, connection) = pg.connect(NoTls).await.map_err(|e| connect_error(e, alias))?;
+async fn connect(
+    pg: tokio_postgres::Config,
+    alias: &str,
+    allow_standby: bool,
+) -> Result<PgConn, Error> {
+    let (client, connection) = pg
+        .connect(NoTls)
+        .await
+        .map_err(|e| connect_error(e, alias))?;
     let alias_owned = alias.to_owned();
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {

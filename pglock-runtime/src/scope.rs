@@ -133,8 +133,16 @@ impl Active {
                 Txn::Unknown
             };
             let cancel = self.fresh.then_some(&self.conn);
-            if let Err(e) =
-                advisory::lock(exec, lock.key, lock.shared, lock.xact, lock.wait, txn, cancel).await
+            if let Err(e) = advisory::lock(
+                exec,
+                lock.key,
+                lock.shared,
+                lock.xact,
+                lock.wait,
+                txn,
+                cancel,
+            )
+            .await
             {
                 if self.own_txn {
                     // Roll back first: the holders query needs a usable session.
@@ -240,7 +248,10 @@ impl Drop for Active {
         }
         if let Some(lock) = self.lock.take() {
             if !lock.xact {
-                send_now(self.conn.batch_execute(&sql::unlock_literal(lock.key, lock.shared)));
+                send_now(
+                    self.conn
+                        .batch_execute(&sql::unlock_literal(lock.key, lock.shared)),
+                );
             }
         }
         if let Some(applied) = self.applied.take() {
@@ -305,8 +316,7 @@ impl SyncActive {
     pub(crate) fn exit(mut self, failed: bool) -> Result<(), Error> {
         self.frame.take();
         let mut active = self.active.take().expect("present until exit");
-        rt::block_on(active.undo(failed))
-            .map_err(|e| e.with_alias(&self.alias))
+        rt::block_on(active.undo(failed)).map_err(|e| e.with_alias(&self.alias))
     }
 }
 

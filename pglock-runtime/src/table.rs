@@ -224,7 +224,7 @@ impl TableLock {
 
     /// `NOWAIT`: fail with [`ErrorKind::Busy`] at once if a conflicting lock is held.
     pub fn no_wait(mut self) -> TableLock {
-        self.wait = Wait::NoWait;
+        self.wait = Wait::Immediate;
         self
     }
 
@@ -255,7 +255,7 @@ impl TableLock {
         stmt.push_str(" IN ");
         stmt.push_str(self.mode.as_sql());
         stmt.push_str(" MODE");
-        if self.wait == Wait::NoWait {
+        if self.wait == Wait::Immediate {
             stmt.push_str(" NOWAIT");
         }
         Ok(stmt)
@@ -331,7 +331,7 @@ impl TableLock {
         cancel_conn: Option<&Connection>,
     ) -> Result<(), Error> {
         let setting = match self.wait {
-            Wait::Inherit | Wait::NoWait => None,
+            Wait::Inherit | Wait::Immediate => None,
             Wait::Forever => Some(sql::lock_timeout_value(None)),
             Wait::Bounded(d) => {
                 crate::timeout::check_duration(d)?;
@@ -346,7 +346,7 @@ impl TableLock {
         })
         .await;
         match (r, self.wait) {
-            (Err(e), Wait::NoWait) if e.is_timeout() => {
+            (Err(e), Wait::Immediate) if e.is_timeout() => {
                 Err(Error::new(ErrorKind::Busy, "").with_source_of(e))
             }
             (Err(e), Wait::Bounded(d)) if e.is_timeout() => Err(e.with_waited(d)),

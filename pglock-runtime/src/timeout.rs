@@ -142,7 +142,12 @@ pub(crate) async fn apply(conn: &Connection, value: &str) -> Result<Applied, Err
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
         })
-        .ok_or_else(|| Error::new(crate::ErrorKind::Database, "setting lock_timeout returned no row"))?;
+        .ok_or_else(|| {
+            Error::new(
+                crate::ErrorKind::Database,
+                "setting lock_timeout returned no row",
+            )
+        })?;
     Ok(Applied {
         prev: row.get(0).unwrap_or("0").to_owned(),
         local: row.get(2) == Some("t"),
@@ -168,7 +173,10 @@ pub(crate) async fn restore(conn: &Connection, applied: &Applied) -> Result<(), 
 
 /// Restores without waiting (backstop for a scope dropped before it finished).
 pub(crate) fn restore_now(conn: &Connection, applied: &Applied) {
-    send_now(conn.batch_execute(&sql::restore_lock_timeout_literal(&applied.prev, applied.local)));
+    send_now(conn.batch_execute(&sql::restore_lock_timeout_literal(
+        &applied.prev,
+        applied.local,
+    )));
 }
 
 pub(crate) fn is_aborted(e: &Error) -> bool {

@@ -250,7 +250,14 @@ impl Cluster {
     pub fn stop(&self) -> Result<(), HarnessError> {
         self.run_pg(
             "pg_ctl",
-            &["-D", self.data().to_str().unwrap(), "-m", "fast", "-w", "stop"],
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
         )
         .map(drop)
     }
@@ -416,11 +423,16 @@ fn postgres_ids() -> Result<(u32, u32), HarnessError> {
             .args([flag, "postgres"])
             .output()
             .map_err(|e| err(format!("cannot run id: {e}")))?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|_| {
-            err("running as root, but there is no `postgres` user to run the server as \
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| {
+                err(
+                    "running as root, but there is no `postgres` user to run the server as \
                  (PostgreSQL refuses to run as root): install the Debian package \
-                 `postgresql` or create the user")
-        })
+                 `postgresql` or create the user",
+                )
+            })
     };
     Ok((id("-u")?, id("-g")?))
 }

@@ -109,7 +109,11 @@ pub async fn assert_released(obs: &Client, key: LockKey) {
 /// Waits until some backend is waiting for `key`; panics after 10 s.
 pub async fn wait_for_waiter(obs: &Client, key: LockKey) -> i32 {
     for _ in 0..500 {
-        if let Some(r) = advisory_rows(obs, key).await.into_iter().find(|r| !r.granted) {
+        if let Some(r) = advisory_rows(obs, key)
+            .await
+            .into_iter()
+            .find(|r| !r.granted)
+        {
             return r.pid;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
