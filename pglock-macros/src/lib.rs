@@ -1,0 +1,1 @@
+//! Attribute macros for pglock. Depend on `pglock-runtime`, which re-exports them.
