@@ -541,3 +541,84 @@ async fn deadlock_is_its_own_error_kind() {
     .unwrap();
     assert!(survivor.is_ok(), "{survivor:?}");
 }
+
+/// Every combination of mode × level × wait: the lock shows up in `pg_locks` with
+/// the right mode on the guard's backend, conflicts as PostgreSQL says it should,
+/// and is gone after release / commit.
+#[tokio::test]
+async fn mode_level_wait_matrix() {
+    setup();
+    let obs = observer().await;
+    for shared in [false, true] {
+        for xact in [false, true] {
+            for wait in [None, Some(Duration::ZERO), Some(Duration::from_millis(200))] {
+                let key = unique_key();
+                let k = LockKey::Int(key);
+                let mut lock = advisory(key);
+                if shared {
+                    lock = lock.shared();
+                }
+                if xact {
+                    lock = lock.xact();
+                }
+                if let Some(w) = wait {
+                    lock = lock.timeout(w);
+                }
+                let what = format!("shared={shared} xact={xact} wait={wait:?}");
+                let g = lock
+                    .acquire()
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let pid = g.connection().unwrap().backend_pid();
+                let rows = advisory_rows(&obs, k).await;
+                let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
+                assert_eq!(
+                    rows,
+                    vec![AdvisoryRow {
+                        pid,
+                        mode: mode.into(),
+                        granted: true
+                    }],
+                    "{what}"
+                );
+                // An exclusive attempt always conflicts; a shared one only with exclusive.
+                let err = advisory(key).no_wait().acquire().await.unwrap_err();
+                assert!(err.is_busy(), "{what}");
+                let other_shared = advisory(key).shared().no_wait().acquire().await;
+                assert_eq!(other_shared.is_ok(), shared, "{what}");
+                if let Ok(o) = other_shared {
+                    o.release().await.unwrap();
+                }
+                if xact {
+                    g.commit().await.unwrap();
+                } else {
+                    g.release().await.unwrap();
+                }
+                assert_released(&obs, k).await;
+            }
+        }
+    }
+}
+
+/// Scenario 7 (imperative half): a busy no-wait scope does not run its body, and the
+/// error names the holder.
+#[tokio::test]
+async fn busy_scope_does_not_run_its_body() {
+    setup();
+    let key = unique_key();
+    let g = advisory(key).acquire().await.unwrap();
+    let pid = g.connection().unwrap().backend_pid();
+    let ran = AtomicBool::new(false);
+    let err = advisory(key)
+        .no_wait()
+        .run(async { ran.store(true, Ordering::SeqCst) })
+        .await
+        .unwrap_err();
+    assert!(!ran.load(Ordering::SeqCst), "the body must not run");
+    assert!(err.is_busy());
+    assert!(
+        err.to_string().contains(&format!("held by pid {pid}")),
+        "{err}"
+    );
+    g.release().await.unwrap();
+}
