@@ -194,6 +194,7 @@ impl AdvisoryLock {
                 wait: self.wait,
             }),
             lock_timeout: None,
+            prioritize: None,
         }
     }
 

@@ -179,6 +179,12 @@ impl Error {
         self
     }
 
+    /// Puts `context` before the message, keeping the kind.
+    pub(crate) fn reclassify_context(self, context: &str) -> Error {
+        let kind = self.0.kind;
+        self.reclassify(kind, context)
+    }
+
     pub(crate) fn with_alias(mut self, alias: &str) -> Error {
         if self.0.alias.is_none() {
             self.0.alias = Some(alias.to_owned());

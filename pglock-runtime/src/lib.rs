@@ -9,6 +9,7 @@ mod connection;
 mod error;
 mod exec;
 mod key;
+mod prioritize;
 mod registry;
 mod returns;
 mod rt;
@@ -21,11 +22,14 @@ mod timeout;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use activity::Holder;
+pub use activity::{
+    inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter, LockInfo,
+};
 pub use advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
 pub use connection::{connection, connection_for, Connection};
 pub use error::{Error, ErrorKind};
 pub use key::{KeyHash, LockKey, ToLockKey};
+pub use prioritize::{BlockerAction, Prioritize, PrioritizeAction, Prioritized};
 pub use registry::{is_registered, register, Config, DEFAULT_ALIAS};
 pub use returns::{Raise, Skipped};
 pub use table::{table_lock, Table, TableGuard, TableLock, TableLockMode};

@@ -8,6 +8,7 @@ pub use core::time::Duration;
 
 pub use crate::error::Error;
 pub use crate::key::{KeyHash, LockKey, ToLockKey};
+pub use crate::prioritize::{Prioritize, PrioritizeAction};
 pub use crate::returns::{Raise, Skipped};
 
 use crate::advisory::Wait;
@@ -30,6 +31,7 @@ pub struct Plan {
     xact: bool,
     wait: Wait,
     lock_timeout: Option<Option<Duration>>,
+    prioritize: Option<Prioritize>,
 }
 
 impl Plan {
@@ -44,6 +46,7 @@ impl Plan {
             xact: false,
             wait: Wait::Inherit,
             lock_timeout: None,
+            prioritize: None,
         }
     }
 
@@ -89,6 +92,13 @@ impl Plan {
         self
     }
 
+    /// `#[prioritize]`.
+    #[inline]
+    pub fn prioritize(mut self, p: Prioritize) -> Plan {
+        self.prioritize = Some(p.using(self.alias));
+        self
+    }
+
     fn spec(&self) -> Spec {
         Spec {
             alias: Cow::Borrowed(self.alias),
@@ -99,6 +109,7 @@ impl Plan {
                 wait: self.wait,
             }),
             lock_timeout: self.lock_timeout,
+            prioritize: self.prioritize.clone().map(|p| (p.using(self.alias), None)),
         }
     }
 

@@ -288,8 +288,23 @@ pub(crate) struct PgConn {
     _driver: tokio::task::JoinHandle<()>,
 }
 
+/// Backend pids of every connection this process has open through pglock (the
+/// prioritize watchdog never signals them).
+pub(crate) fn own_pids() -> std::collections::HashSet<i32> {
+    OWN_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+static OWN_PIDS: Mutex<Option<std::collections::HashSet<i32>>> = Mutex::new(None);
+
 impl Drop for PgConn {
     fn drop(&mut self) {
+        if let Some(set) = OWN_PIDS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            set.remove(&self.pid);
+        }
         // Closes the socket now rather than when the driver notices.
         self._driver.abort();
     }
@@ -378,6 +393,11 @@ async fn connect(
         )
         .with_alias(alias));
     }
+    OWN_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(pid);
     Ok(PgConn {
         client,
         pid,

@@ -15,6 +15,7 @@ use crate::connection::{self, scope_or_checkout, Connection};
 use crate::error::Error;
 use crate::exec::{send_now, Exec};
 use crate::key::LockKey;
+use crate::prioritize::{Prioritize, Sink, Watchdog};
 use crate::timeout::{self, Applied};
 use crate::{rt, sql};
 
@@ -24,6 +25,7 @@ pub(crate) struct Spec {
     pub(crate) alias: Cow<'static, str>,
     pub(crate) lock: Option<LockSpec>,
     pub(crate) lock_timeout: Option<Option<Duration>>,
+    pub(crate) prioritize: Option<(Prioritize, Option<Sink>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,7 @@ impl Spec {
             alias,
             lock: None,
             lock_timeout: None,
+            prioritize: None,
         }
     }
 
@@ -78,6 +81,7 @@ pub(crate) struct Active {
     lock: Option<LockSpec>,
     own_txn: bool,
     body_savepoint: bool,
+    watchdog: Option<Watchdog>,
     finished: bool,
 }
 
@@ -100,6 +104,7 @@ impl Active {
             lock: None,
             own_txn: false,
             body_savepoint: false,
+            watchdog: None,
             finished: false,
         };
         match active.setup(spec).await {
@@ -113,9 +118,19 @@ impl Active {
     }
 
     async fn setup(&mut self, spec: &Spec) -> Result<(), Error> {
-        if let Some(value) = spec.lock_timeout {
+        // A prioritize `timeout` is the scope's lock_timeout unless one is given.
+        let lock_timeout = spec.lock_timeout.or_else(|| {
+            spec.prioritize
+                .as_ref()
+                .and_then(|(p, _)| p.timeout.map(Some))
+        });
+        if let Some(value) = lock_timeout {
             let value = timeout::validate(value)?;
             self.applied = Some(timeout::apply(&self.conn, &value).await?);
+        }
+        // The watchdog protects the acquisition too.
+        if let Some((p, sink)) = &spec.prioritize {
+            self.watchdog = Some(Watchdog::start(p.clone(), sink.clone(), &self.conn));
         }
         if let Some(lock) = spec.lock {
             let exec = Exec::pooled(&self.conn);
@@ -170,6 +185,11 @@ impl Active {
         self.finished = true;
         let exec = Exec::pooled(&self.conn);
         let mut first: Option<Error> = None;
+        // The watchdog's failure is reported, but says nothing about the session.
+        let watchdog = match self.watchdog.take() {
+            Some(w) => w.stop().await,
+            None => Ok(()),
+        };
         if self.own_txn {
             self.own_txn = false;
             let end = if failed { sql::ROLLBACK } else { sql::COMMIT };
@@ -211,7 +231,7 @@ impl Active {
             }
         }
         match first {
-            None => Ok(()),
+            None => watchdog,
             Some(e) => {
                 self.conn.discard();
                 Err(e)

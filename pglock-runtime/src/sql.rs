@@ -169,6 +169,80 @@ pub(crate) const RELATION_HOLDERS: &str = "SELECT DISTINCT ON (a.pid) a.pid, \
      AND l.relation IN (SELECT to_regclass(n)::oid FROM unnest($1::text[]) n) \
      ORDER BY a.pid";
 
+/// Columns of a backend in `pg_stat_activity` (`a`), read by `Backend::from_row`
+/// starting at the given column.
+macro_rules! backend_columns {
+    () => {
+        "a.pid, a.application_name, a.usename::text, host(a.client_addr), a.state, a.query, \
+         a.query_start, a.xact_start, a.backend_start, a.state_change, a.backend_type, \
+         a.wait_event_type, a.wait_event, clock_timestamp()"
+    };
+}
+
+/// Locks in this database (and shared objects), with their backends, filtered.
+/// Waiting locks first, then the longest-held.
+pub(crate) const LOCKS: &str = concat!(
+    "SELECT ",
+    backend_columns!(),
+    ", l.locktype, l.mode, l.granted, l.waitstart, \
+     CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END, \
+     c.relkind::text, l.classid, l.objid, l.objsubid, \
+     coalesce(l.virtualxid, l.transactionid::text) \
+     FROM pg_locks l \
+     JOIN pg_stat_activity a ON a.pid = l.pid \
+     LEFT JOIN pg_class c ON l.relation IS NOT NULL AND c.oid = l.relation \
+     LEFT JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE l.pid <> pg_backend_pid() AND a.datname = current_database() \
+     AND ($1::int4[] IS NULL OR l.pid = ANY($1)) \
+     AND ($2::bool IS NULL OR l.granted = $2) \
+     AND ($3::text IS NULL OR l.relation = to_regclass($3)::oid) \
+     AND ($4::int2 IS NULL OR (l.locktype = 'advisory' AND l.objsubid = $4 \
+          AND l.classid = $5 AND l.objid = $6)) \
+     AND ($7::text IS NULL OR a.application_name = $7) \
+     AND ($8::text IS NULL OR l.locktype = $8) \
+     AND ($9::float8 IS NULL OR extract(epoch FROM clock_timestamp() \
+          - coalesce(l.waitstart, a.xact_start, a.state_change, a.backend_start)) >= $9) \
+     ORDER BY l.granted, coalesce(l.waitstart, a.xact_start, a.state_change, a.backend_start), \
+     l.pid \
+     LIMIT $10"
+);
+
+/// Backends of this database by pid.
+pub(crate) const BACKENDS: &str = concat!(
+    "SELECT ",
+    backend_columns!(),
+    " FROM pg_stat_activity a WHERE a.pid = ANY($1)"
+);
+
+/// Blocked → blocking pairs of backends of this database (`pg_blocking_pids`
+/// covers every heavyweight lock, advisory locks included).
+pub(crate) const BLOCKING_PAIRS: &str = "SELECT w.pid, b.pid \
+     FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid) \
+     WHERE w.datname = current_database() AND w.pid <> pg_backend_pid() \
+     ORDER BY w.pid, b.pid";
+
+/// The backends blocking `$1`: directly, or also transitively when `$2`.
+pub(crate) const BLOCKERS: &str = concat!(
+    "WITH RECURSIVE blockers(pid, depth) AS ( \
+       SELECT unnest(pg_blocking_pids($1)), 1 \
+       UNION \
+       SELECT unnest(pg_blocking_pids(b.pid)), b.depth + 1 FROM blockers b \
+       WHERE $2 AND b.depth < 8 \
+     ) \
+     SELECT ",
+    backend_columns!(),
+    ", min(b.depth) FROM blockers b JOIN pg_stat_activity a ON a.pid = b.pid \
+     WHERE b.pid <> $1 GROUP BY a.pid, a.application_name, a.usename, a.client_addr, a.state, \
+     a.query, a.query_start, a.xact_start, a.backend_start, a.state_change, a.backend_type, \
+     a.wait_event_type, a.wait_event"
+);
+
+/// Signals backends; returns the pids actually signalled (never our own session).
+pub(crate) const TERMINATE: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
+     WHERE pid <> pg_backend_pid() AND pg_terminate_backend(pid)";
+pub(crate) const CANCEL: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
+     WHERE pid <> pg_backend_pid() AND pg_cancel_backend(pid)";
+
 /// Quotes an SQL identifier: `"` around it, inner `"` doubled.
 pub(crate) fn quote_ident(ident: &str) -> String {
     let mut out = String::with_capacity(ident.len() + 2);

@@ -145,3 +145,70 @@ pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F:
         Err(_) => panic!("timed out after {secs}s: {what}"),
     }
 }
+
+/// A plain session (not pglock's) with an `application_name`, for arranging
+/// blockers and waiters.
+pub async fn session(application_name: &str) -> Client {
+    session_at(url(), application_name).await
+}
+
+/// Like [`session`], on another server.
+pub async fn session_at(url: &str, application_name: &str) -> Client {
+    let mut config: tokio_postgres::Config = url.parse().expect("valid URL");
+    config.application_name(application_name);
+    let (client, conn) = config.connect(NoTls).await.expect("session connects");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The backend pid of a session.
+pub async fn pid(client: &Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid")
+        .get(0)
+}
+
+/// A fresh table name with a row, created through the observer.
+pub async fn fresh_table(obs: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}_{}", unique_key().unsigned_abs());
+    obs.batch_execute(&format!(
+        "CREATE TABLE {name} (x int); INSERT INTO {name} VALUES (1)"
+    ))
+    .await
+    .expect("create table");
+    name
+}
+
+/// Waits until backend `pid` is gone; panics after 10 s.
+pub async fn assert_gone(obs: &Client, pid: i32) {
+    for _ in 0..500 {
+        if backend_state(obs, pid).await.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("backend {pid} is still there");
+}
+
+/// Waits until backend `pid` waits for a lock; panics after 10 s.
+pub async fn wait_until_blocked(obs: &Client, pid: i32) {
+    for _ in 0..500 {
+        let waiting: bool = obs
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(false);
+        if waiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} never started waiting for a lock");
+}
