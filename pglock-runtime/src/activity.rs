@@ -489,7 +489,7 @@ impl Inspector {
     ///
     /// Checkout and query errors.
     pub async fn tree(&self) -> Result<Vec<BlockingNode>, Error> {
-        Ok(build_tree(&self.blocking().await?))
+        Ok(blocking_tree(&self.blocking().await?))
     }
 
     /// Cancels the current query of each backend (`pg_cancel_backend`). Returns
@@ -598,8 +598,10 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
         .collect())
 }
 
-/// Builds the blocking forest from pairs, guarding against cycles.
-pub(crate) fn build_tree(pairs: &[BlockingPair]) -> Vec<BlockingNode> {
+/// Builds the blocking forest from blocked → blocking pairs (for instance a
+/// filtered subset of [`Inspector::blocking`]): roots are backends that block
+/// others without waiting themselves; a cycle starts from its lowest pid.
+pub fn blocking_tree(pairs: &[BlockingPair]) -> Vec<BlockingNode> {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     let mut children: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
     let mut backend: HashMap<i32, &Backend> = HashMap::new();

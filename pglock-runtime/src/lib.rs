@@ -23,7 +23,8 @@ mod timeout;
 pub mod __private;
 
 pub use activity::{
-    inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter, LockInfo,
+    blocking_tree, inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter,
+    LockInfo,
 };
 pub use advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
 pub use connection::{connection, connection_for, Connection};

@@ -1,0 +1,262 @@
+//! The `pglock` command end to end, as a subprocess, against sessions arranged to
+//! block each other on a throw-away cluster.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio_postgres::{Client, NoTls};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn pglock(args: &[&str], stdin: Option<&str>) -> Out {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"))
+        .args(args)
+        .env("DATABASE_URL", pglock_testkit::database_url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pglock runs");
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("pglock finishes")
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn json(args: &[&str]) -> Vec<Value> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = pglock(&a, None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    match serde_json::from_str(&out.stdout).expect("valid JSON") {
+        Value::Array(v) => v,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+async fn session(app: &str) -> (Client, i32) {
+    let mut config: tokio_postgres::Config = pglock_testkit::database_url().parse().unwrap();
+    config.application_name(app);
+    let (client, conn) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let pid = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (client, pid)
+}
+
+async fn alive(obs: &Client, pid: i32) -> bool {
+    obs.query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn wait_blocked(obs: &Client, pid: i32) {
+    for _ in 0..500 {
+        let r = obs
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                &[&pid],
+            )
+            .await
+            .unwrap();
+        if r.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{pid} never blocked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pglock_cli_end_to_end() {
+    let (obs, _) = session("cli-observer").await;
+    obs.batch_execute("CREATE TABLE cli_t (x int); CREATE TABLE cli_other (x int)")
+        .await
+        .unwrap();
+    let (holder, holder_pid) = session("cli-holder").await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE cli_t IN ACCESS SHARE MODE; SELECT pg_advisory_xact_lock(hashtext('x'))")
+        .await
+        .unwrap();
+    let (waiter, waiter_pid) = session("cli-waiter").await;
+    let waiting = tokio::spawn(async move {
+        waiter
+            .batch_execute("BEGIN; LOCK TABLE cli_t; COMMIT")
+            .await
+            .map(|()| waiter)
+    });
+    wait_blocked(&obs, waiter_pid).await;
+    let (adv, adv_pid) = session("cli-advisory").await;
+    let key = pglock_runtime::LockKey::string("cli-key");
+    let pglock_runtime::LockKey::Int(k) = key else {
+        unreachable!()
+    };
+    adv.execute("SELECT pg_advisory_lock($1)", &[&k])
+        .await
+        .unwrap();
+
+    // Listing by pid, as a table.
+    let out = pglock(&[&holder_pid.to_string()], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.lines().next().unwrap().starts_with("PID"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("AccessShareLock") && out.stdout.contains("public.cli_t"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .skip(1)
+            .all(|l| l.starts_with(&holder_pid.to_string())),
+        "{}",
+        out.stdout
+    );
+
+    // Expanded.
+    let out = pglock(&["--expanded", &waiter_pid.to_string()], None).await;
+    assert!(out.stdout.contains("-[ RECORD 1 ]-"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("APPLICATION | cli-waiter"),
+        "{}",
+        out.stdout
+    );
+
+    // --waiting, parsed back from JSON.
+    let rows = json(&["--waiting"]).await;
+    assert!(rows.iter().all(|r| r["granted"] == false));
+    let w = rows
+        .iter()
+        .find(|r| r["pid"] == waiter_pid)
+        .expect("waiter listed");
+    assert_eq!(w["mode"], "AccessExclusiveLock");
+    assert_eq!(w["relation"], "public.cli_t");
+    assert_eq!(w["backend"]["application_name"], "cli-waiter");
+    assert!(w["wait_duration_ms"].is_u64());
+
+    // --relation.
+    let rows = json(&["--relation", "cli_t"]).await;
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["relation"] == "public.cli_t"));
+    let pids: Vec<i64> = rows.iter().map(|r| r["pid"].as_i64().unwrap()).collect();
+    assert!(pids.contains(&i64::from(holder_pid)) && pids.contains(&i64::from(waiter_pid)));
+    // Waiting first.
+    assert_eq!(rows[0]["granted"], false);
+
+    // --key, hashed like the library does.
+    let rows = json(&["--key", "cli-key"]).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["pid"], adv_pid);
+    assert_eq!(rows[0]["key"], k);
+    let rows = json(&["--application-name", "cli-advisory", "--granted"]).await;
+    assert!(rows.iter().all(|r| r["pid"] == adv_pid));
+
+    // blocking pairs.
+    let pairs = json(&["blocking"]).await;
+    let p = pairs
+        .iter()
+        .find(|p| p["blocked"]["pid"] == waiter_pid)
+        .expect("pair");
+    assert_eq!(p["blocking"]["pid"], holder_pid);
+    assert_eq!(p["waiting_for"]["mode"], "AccessExclusiveLock");
+    let out = pglock(&["blocking"], None).await;
+    assert!(out.stdout.starts_with("BLOCKED"), "{}", out.stdout);
+
+    // tree.
+    let out = pglock(&["tree"], None).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{holder_pid} [cli-holder]")))
+        .expect(&out.stdout);
+    assert!(
+        lines[i + 1].starts_with(&format!("  {waiter_pid} [cli-waiter]")),
+        "{}",
+        out.stdout
+    );
+    let tree = json(&["tree"]).await;
+    let root = tree
+        .iter()
+        .find(|n| n["backend"]["pid"] == holder_pid)
+        .unwrap();
+    assert_eq!(root["blocked"][0]["backend"]["pid"], waiter_pid);
+
+    // A declined prompt kills nothing and exits 1.
+    let out = pglock(&["blocking", "--terminate"], Some("n\n")).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("(y/[n])") && out.stdout.contains("Aborting!"),
+        "{}",
+        out.stdout
+    );
+    assert!(alive(&obs, holder_pid).await);
+
+    // Nothing selected.
+    let out = pglock(&["999999", "--terminate", "--yes"], None).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("No queries to terminate."),
+        "{}",
+        out.stdout
+    );
+
+    // --yes --terminate on `blocking` kills exactly the blocker.
+    let out = pglock(
+        &["blocking", "--terminate", "--yes", &waiter_pid.to_string()],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Terminated 1 queries"),
+        "{}",
+        out.stdout
+    );
+    for _ in 0..500 {
+        if !alive(&obs, holder_pid).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(&obs, holder_pid).await, "the blocker is gone");
+    let waiter = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        alive(&obs, waiter_pid).await && alive(&obs, adv_pid).await,
+        "nobody else was touched"
+    );
+    drop((waiter, holder));
+
+    // Errors: bad key hash, no database.
+    let out = pglock(&["--key", "x", "--hash", "md5"], None).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("unknown --hash"), "{}", out.stderr);
+}
