@@ -87,6 +87,7 @@ pub struct AdvisoryLock {
     pub(crate) xact: bool,
     pub(crate) wait: Wait,
     pub(crate) alias: Cow<'static, str>,
+    pub(crate) cancel_on_lost: bool,
 }
 
 impl fmt::Debug for AdvisoryLock {
@@ -138,6 +139,7 @@ impl AdvisoryLock {
             xact: false,
             wait: Wait::Inherit,
             alias: Cow::Borrowed(DEFAULT_ALIAS),
+            cancel_on_lost: false,
         }
     }
 
@@ -178,6 +180,15 @@ impl AdvisoryLock {
         self
     }
 
+    /// For [`run`](AdvisoryLock::run): if the heartbeat finds the lock lost while
+    /// the future runs (its session died, or it was unlocked), drop the future and
+    /// fail with [`ErrorKind::LockLost`]. By default the future keeps running, the
+    /// loss is logged at once and reported when it ends.
+    pub fn cancel_on_lost(mut self) -> AdvisoryLock {
+        self.cancel_on_lost = true;
+        self
+    }
+
     /// Uses a registered database alias instead of `"default"`.
     pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> AdvisoryLock {
         self.alias = alias.into();
@@ -195,6 +206,7 @@ impl AdvisoryLock {
             }),
             lock_timeout: None,
             prioritize: None,
+            cancel_on_lost: self.cancel_on_lost,
         }
     }
 
@@ -522,7 +534,7 @@ where
     }
 }
 
-async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
+pub(crate) async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
     let (c, o, s) = key.pg_locks_ids();
     let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
     Ok(exec
@@ -642,6 +654,7 @@ pub struct AdvisoryGuard<'c> {
     xact: bool,
     own_txn: bool,
     alias: Cow<'static, str>,
+    heartbeat: Option<crate::heartbeat::Heartbeat>,
 }
 
 impl fmt::Debug for AdvisoryGuard<'_> {
@@ -657,7 +670,12 @@ impl fmt::Debug for AdvisoryGuard<'_> {
 impl<'c> AdvisoryGuard<'c> {
     fn new(target: Target<'c>, lock: &AdvisoryLock, own_txn: bool) -> AdvisoryGuard<'c> {
         tracing::debug!(target: "pglock", key = %lock.key, shared = lock.shared, xact = lock.xact, "advisory lock acquired");
+        let heartbeat = match &target {
+            Target::Owned(conn) => crate::heartbeat::Heartbeat::start(conn, lock.key, lock.shared),
+            Target::Borrowed(_) => None,
+        };
         AdvisoryGuard {
+            heartbeat,
             target: Some(target),
             key: lock.key,
             shared: lock.shared,
@@ -699,6 +717,35 @@ impl<'c> AdvisoryGuard<'c> {
         }
     }
 
+    /// Whether the heartbeat has found the lock lost (its session died, or it was
+    /// unlocked behind the guard's back). Always `false` for guards on a caller's
+    /// client and when the alias has no heartbeat.
+    pub fn is_lost(&self) -> bool {
+        self.heartbeat.as_ref().is_some_and(|h| h.is_lost())
+    }
+
+    /// Resolves with an [`ErrorKind::LockLost`] error once the heartbeat finds the
+    /// lock lost, within one heartbeat interval
+    /// ([`Config::heartbeat`](crate::Config::heartbeat)). Never resolves for guards on
+    /// a caller's client or without a heartbeat. Use it to stop protected work:
+    ///
+    /// ```no_run
+    /// # async fn work() {}
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// let guard = pglock_runtime::advisory("leader").acquire().await?;
+    /// tokio::select! {
+    ///     () = work() => guard.release().await?,
+    ///     e = guard.lost() => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) -> Error {
+        match &self.heartbeat {
+            Some(h) => h.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
     fn exec(&self) -> Exec<'_> {
         match self.target.as_ref().expect("present until consumed") {
             Target::Owned(c) => Exec::pooled(c),
@@ -714,6 +761,7 @@ impl<'c> AdvisoryGuard<'c> {
     /// [`ErrorKind::Usage`] for a transaction-level lock (it ends with its
     /// transaction; the guard then behaves as if dropped); connection errors.
     pub async fn release(mut self) -> Result<(), Error> {
+        self.heartbeat = None;
         if self.xact {
             return Err(Error::usage(
                 "a transaction-level (`xact`) lock cannot be released by hand: it ends when its \
@@ -752,6 +800,7 @@ impl<'c> AdvisoryGuard<'c> {
     }
 
     async fn end(mut self, statement: &'static str) -> Result<(), Error> {
+        self.heartbeat = None;
         if !self.own_txn {
             return Err(Error::usage(
                 "this guard did not open a transaction: release a session lock with `release()`, \

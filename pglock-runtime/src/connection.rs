@@ -70,6 +70,10 @@ impl Connection {
         &self.shared.alias.name
     }
 
+    pub(crate) fn heartbeat_interval(&self) -> Option<std::time::Duration> {
+        self.shared.alias.heartbeat()
+    }
+
     /// Closes the session instead of returning it to the pool when the last clone
     /// is dropped. The server then releases every lock the session held.
     pub fn discard(&self) {

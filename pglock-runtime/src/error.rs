@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// released: it was lost (for instance by `pg_advisory_unlock_all`) while the
     /// protected work ran.
     LostBeforeRelease,
+    /// The lock was lost while it was held: its session died (terminated, server
+    /// restarted, network cut) or it was unlocked behind pglock's back. Detected by
+    /// the heartbeat ([`Config::heartbeat`](crate::Config::heartbeat)).
+    LockLost,
     /// A registry alias is unknown or misconfigured, or an argument is invalid
     /// (a zero `lock_timeout`, a malformed URL, an empty table list, …).
     Configuration,
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "statement cancelled",
             ErrorKind::ConnectionLost => "connection lost",
             ErrorKind::LostBeforeRelease => "lock was lost before it was released",
+            ErrorKind::LockLost => "lock was lost while held",
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Standby => "refusing to lock on a hot standby",
             ErrorKind::Pool => "no connection available",
@@ -266,9 +271,13 @@ impl Error {
         self.0.kind == ErrorKind::ConnectionLost
     }
 
-    /// The lock was no longer held when it was released.
+    /// The lock was lost: found missing while held ([`ErrorKind::LockLost`]) or
+    /// when released ([`ErrorKind::LostBeforeRelease`]).
     pub fn is_lost(&self) -> bool {
-        self.0.kind == ErrorKind::LostBeforeRelease
+        matches!(
+            self.0.kind,
+            ErrorKind::LostBeforeRelease | ErrorKind::LockLost
+        )
     }
 
     /// Misconfiguration: unknown alias, bad URL, invalid argument.

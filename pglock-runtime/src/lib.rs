@@ -8,6 +8,7 @@ pub mod blocking;
 mod connection;
 mod error;
 mod exec;
+mod heartbeat;
 mod key;
 mod prioritize;
 mod registry;
@@ -47,4 +48,30 @@ pub fn pool_status(alias: &str) -> Option<(usize, usize)> {
         return None;
     }
     registry::alias(alias).ok().map(|a| a.status())
+}
+
+#[cfg(test)]
+mod send_tests {
+    //! Every future the crate hands out is `Send` (checked at compile time).
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn futures_are_send() {
+        let lock = crate::advisory(1);
+        assert_send(&lock.acquire());
+        assert_send(&lock.try_acquire());
+        assert_send(&lock.run(async {}));
+        assert_send(&crate::lock_timeout(None).scope(async {}));
+        assert_send(&crate::Prioritize::new().run(async {}));
+        assert_send(&crate::table_lock(["t"]).acquire());
+        assert_send(&crate::connection());
+        assert_send(&crate::inspect().locks(&crate::LockFilter::new()));
+        let plan = crate::__private::Plan::new("f").advisory(crate::LockKey::Int(1));
+        assert_send(&crate::__private::raise(plan, async {
+            Ok::<(), crate::Error>(())
+        }));
+        let plan = crate::__private::Plan::new("f");
+        assert_send(&crate::__private::skip(plan, async {}));
+    }
 }

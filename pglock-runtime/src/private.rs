@@ -32,6 +32,7 @@ pub struct Plan {
     wait: Wait,
     lock_timeout: Option<Option<Duration>>,
     prioritize: Option<Prioritize>,
+    cancel_on_lost: bool,
 }
 
 impl Plan {
@@ -47,6 +48,7 @@ impl Plan {
             wait: Wait::Inherit,
             lock_timeout: None,
             prioritize: None,
+            cancel_on_lost: false,
         }
     }
 
@@ -92,6 +94,13 @@ impl Plan {
         self
     }
 
+    /// `on_lost = cancel`: drop the body when the lock is found lost.
+    #[inline]
+    pub fn on_lost_cancel(mut self) -> Plan {
+        self.cancel_on_lost = true;
+        self
+    }
+
     /// `#[prioritize]`.
     #[inline]
     pub fn prioritize(mut self, p: Prioritize) -> Plan {
@@ -110,6 +119,7 @@ impl Plan {
             }),
             lock_timeout: self.lock_timeout,
             prioritize: self.prioritize.clone().map(|p| (p.using(self.alias), None)),
+            cancel_on_lost: self.cancel_on_lost,
         }
     }
 
@@ -144,7 +154,7 @@ pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
                 R::from_error(e)
             }
         }
-        Outcome::NotRun(e) => R::from_error(e),
+        Outcome::NotRun(e) | Outcome::Lost(e) => R::from_error(e),
     }
 }
 
@@ -158,6 +168,10 @@ pub async fn skip<R: Skipped, F: Future<Output = R>>(plan: Plan, body: F) -> R {
         }
         Outcome::NotRun(e) => {
             plan.skipped(&e);
+            R::skipped()
+        }
+        Outcome::Lost(e) => {
+            plan.undo_failed(&e);
             R::skipped()
         }
     }

@@ -33,6 +33,7 @@ pub struct Config {
     checkout_timeout: Duration,
     connect_timeout: Duration,
     allow_standby: bool,
+    heartbeat: Option<Duration>,
 }
 
 impl fmt::Debug for Config {
@@ -44,6 +45,7 @@ impl fmt::Debug for Config {
             .field("checkout_timeout", &self.checkout_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("allow_standby", &self.allow_standby)
+            .field("heartbeat", &self.heartbeat)
             .finish()
     }
 }
@@ -63,6 +65,7 @@ impl Config {
             checkout_timeout: Duration::from_secs(30),
             connect_timeout,
             allow_standby: false,
+            heartbeat: Some(Duration::from_secs(1)),
         }
     }
 
@@ -109,6 +112,15 @@ impl Config {
     /// recovery, or for read-only introspection.
     pub fn allow_standby(mut self, allow: bool) -> Config {
         self.allow_standby = allow;
+        self
+    }
+
+    /// How often a held lock is checked on its own session (one cheap query per
+    /// interval, only while a lock is held), bounding how long a lost lock goes
+    /// unnoticed: [`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost) and
+    /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off.
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Config {
+        self.heartbeat = every.map(|d| d.max(Duration::from_millis(10)));
         self
     }
 
@@ -267,6 +279,10 @@ impl Alias {
             .with_alias(name),
             other => Error::new(ErrorKind::Pool, other.to_string()).with_alias(name),
         }
+    }
+
+    pub(crate) fn heartbeat(&self) -> Option<Duration> {
+        self.config.heartbeat
     }
 
     /// Pool status: (open connections, idle connections).

@@ -14,6 +14,7 @@ use crate::advisory::{self, Txn, Wait};
 use crate::connection::{self, scope_or_checkout, Connection};
 use crate::error::Error;
 use crate::exec::{send_now, Exec};
+use crate::heartbeat::Heartbeat;
 use crate::key::LockKey;
 use crate::prioritize::{Prioritize, Sink, Watchdog};
 use crate::timeout::{self, Applied};
@@ -26,6 +27,8 @@ pub(crate) struct Spec {
     pub(crate) lock: Option<LockSpec>,
     pub(crate) lock_timeout: Option<Option<Duration>>,
     pub(crate) prioritize: Option<(Prioritize, Option<Sink>)>,
+    /// Drop the body if the heartbeat finds the lock lost.
+    pub(crate) cancel_on_lost: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +46,7 @@ impl Spec {
             lock: None,
             lock_timeout: None,
             prioritize: None,
+            cancel_on_lost: false,
         }
     }
 
@@ -61,6 +65,9 @@ pub(crate) enum Outcome<R> {
     RanUndoFailed(R, Error),
     /// The body did not run.
     NotRun(Error),
+    /// The lock was lost while the body ran, and the body was dropped
+    /// (`cancel_on_lost`).
+    Lost(Error),
 }
 
 impl<R> Outcome<R> {
@@ -68,7 +75,7 @@ impl<R> Outcome<R> {
     pub(crate) fn into_result(self) -> Result<R, Error> {
         match self {
             Outcome::Ran(r) => Ok(r),
-            Outcome::RanUndoFailed(_, e) | Outcome::NotRun(e) => Err(e),
+            Outcome::RanUndoFailed(_, e) | Outcome::NotRun(e) | Outcome::Lost(e) => Err(e),
         }
     }
 }
@@ -82,6 +89,7 @@ pub(crate) struct Active {
     own_txn: bool,
     body_savepoint: bool,
     watchdog: Option<Watchdog>,
+    heartbeat: Option<Heartbeat>,
     finished: bool,
 }
 
@@ -105,6 +113,7 @@ impl Active {
             own_txn: false,
             body_savepoint: false,
             watchdog: None,
+            heartbeat: None,
             finished: false,
         };
         match active.setup(spec).await {
@@ -167,6 +176,7 @@ impl Active {
                 return Err(advisory::failed(exec, lock.key, e).await);
             }
             self.lock = Some(lock);
+            self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
             if !lock.xact && !self.fresh && advisory::in_transaction(exec).await? {
                 // A session lock inside the caller's transaction: run the body in a
                 // savepoint, so that a database error in it can be rolled back and
@@ -183,6 +193,7 @@ impl Active {
     /// error; the connection is discarded if anything failed.
     pub(crate) async fn undo(&mut self, failed: bool) -> Result<(), Error> {
         self.finished = true;
+        self.heartbeat = None;
         let exec = Exec::pooled(&self.conn);
         let mut first: Option<Error> = None;
         // The watchdog's failure is reported, but says nothing about the session.
@@ -291,10 +302,27 @@ where
         Err(e) => return Outcome::NotRun(e),
     };
     let body = AssertUnwindSafe(body).catch_unwind();
+    let body = async {
+        match (&active.heartbeat, spec.cancel_on_lost) {
+            (Some(hb), true) => tokio::select! {
+                out = body => Ok(out),
+                e = hb.lost() => Err(e),
+            },
+            _ => Ok(body.await),
+        }
+    };
     let out = if active.fresh {
         connection::scoped(active.conn.clone(), body).await
     } else {
         body.await
+    };
+    let out = match out {
+        Ok(out) => out,
+        Err(lost) => {
+            // The body is gone; so is the lock. Undo what can be undone.
+            active.undo(true).await.ok();
+            return Outcome::Lost(lost.with_alias(&spec.alias));
+        }
     };
     let failed = match &out {
         Ok(r) => is_failure(r),

@@ -1,0 +1,255 @@
+//! Reliability on the bad day: lost locks, cancellations at any point, a server
+//! restart. Every outcome is checked on the server (`pg_locks`,
+//! `pg_stat_activity`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pglock_runtime::{advisory, connection_for, register, Config, ErrorKind, LockKey};
+use pglock_tests::*;
+
+async fn terminate(obs: &tokio_postgres::Client, pid: i32) {
+    obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn lost_resolves_when_the_backend_is_terminated() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let g = advisory(key).acquire().await.unwrap();
+    assert!(!g.is_lost());
+    let pid = g.connection().unwrap().backend_pid();
+    let started = Instant::now();
+    terminate(&obs, pid).await;
+    let e = within(5, "loss detected", g.lost()).await;
+    assert_eq!(e.kind(), ErrorKind::LockLost);
+    assert!(e.is_lost());
+    // Default heartbeat: 1 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(g.is_lost());
+    let err = g.release().await.unwrap_err();
+    assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+#[tokio::test]
+async fn lost_resolves_when_unlocked_behind_the_guards_back() {
+    setup();
+    let key = unique_key();
+    let g = advisory(key).acquire().await.unwrap();
+    g.client()
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    let e = within(5, "loss detected", g.lost()).await;
+    assert!(e.to_string().contains("no longer holds"), "{e}");
+}
+
+#[tokio::test]
+async fn cancel_on_lost_stops_the_body() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    let obs_pid = {
+        let key = key;
+        tokio::spawn(async move {
+            let obs = observer().await;
+            let pid = loop {
+                if let Some(p) = holders(&obs, LockKey::Int(key)).await.first() {
+                    break *p;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            terminate(&obs, pid).await;
+            pid
+        })
+    };
+    let err = within(
+        10,
+        "body cancelled",
+        advisory(key).cancel_on_lost().run(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            f.store(true, Ordering::SeqCst);
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockLost, "{err:?}");
+    assert!(!finished.load(Ordering::SeqCst));
+    obs_pid.await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+#[tokio::test]
+async fn by_default_the_body_finishes_and_the_loss_is_reported() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let killer = tokio::spawn(async move {
+        let obs = observer().await;
+        let pid = loop {
+            if let Some(p) = holders(&obs, LockKey::Int(key)).await.first() {
+                break *p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        terminate(&obs, pid).await;
+    });
+    let err = within(
+        10,
+        "body",
+        advisory(key).run(async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "finished"
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
+    killer.await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// `tokio::time::timeout` around a scope, and `JoinHandle::abort` of tasks holding
+/// locks: the locks are released by the backstops within a bounded time.
+#[tokio::test]
+async fn timeouts_and_aborts_release_locks() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let k = LockKey::Int(key);
+    let r = tokio::time::timeout(
+        Duration::from_millis(300),
+        advisory(key).run(tokio::time::sleep(Duration::from_secs(30))),
+    )
+    .await;
+    assert!(r.is_err());
+    assert_released(&obs, k).await;
+
+    let t = tokio::spawn(async move {
+        advisory(key)
+            .run(tokio::time::sleep(Duration::from_secs(30)))
+            .await
+    });
+    while holders(&obs, k).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.abort();
+    assert_released(&obs, k).await;
+
+    let t = tokio::spawn(async move {
+        let g = advisory(key).xact().acquire().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(g);
+    });
+    while holders(&obs, k).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.abort();
+    assert_released(&obs, k).await;
+}
+
+/// Acquisitions cancelled at random points (before the statement is sent, while
+/// the server waits, just after the grant) leave no lock and no waiter behind, and
+/// the pool keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_cancellations_leave_nothing_behind() {
+    setup();
+    let obs = observer().await;
+    let key = unique_key();
+    let k = LockKey::Int(key);
+    let mut seed = (key as u64) | 1;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut completed = 0;
+    for i in 0..200 {
+        // Half of the time someone else holds the key, so the attempt waits.
+        let holder = if i % 2 == 0 {
+            Some(advisory(key).acquire().await.unwrap())
+        } else {
+            None
+        };
+        let cut = Duration::from_micros(rand(4000));
+        let attempt = tokio::time::timeout(cut, async {
+            let g = advisory(key).acquire().await?;
+            g.release().await
+        })
+        .await;
+        if matches!(attempt, Ok(Ok(()))) {
+            completed += 1;
+        }
+        if let Some(h) = holder {
+            h.release().await.unwrap();
+        }
+        if i % 20 == 19 {
+            assert_released(&obs, k).await;
+        }
+    }
+    assert_released(&obs, k).await;
+    // The pool still works and nothing else is left.
+    advisory(key).no_wait().run(async {}).await.unwrap();
+    assert_released(&obs, k).await;
+    eprintln!("{completed} of 200 attempts completed before their deadline");
+}
+
+/// A server restart during a hold and between calls: typed errors, no hang, and
+/// the pool recovers.
+#[tokio::test]
+async fn server_restart_is_survived() {
+    let cluster = pglock_testkit::Cluster::start().expect("cluster");
+    register(
+        "restart",
+        Config::from_url(&cluster.url())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .checkout_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let key = unique_key();
+    let g = advisory(key).using("restart").acquire().await.unwrap();
+    cluster.stop().unwrap();
+    let e = within(5, "loss detected", g.lost()).await;
+    assert_eq!(e.kind(), ErrorKind::LockLost);
+    let err = g.release().await.unwrap_err();
+    assert!(err.is_connection_lost(), "{err:?}");
+
+    // While the server is down: a typed error within the connect timeout.
+    let err = within(10, "down", advisory(key).using("restart").acquire())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Pool, "{err:?}");
+
+    cluster.restart().unwrap();
+    let g = within(
+        10,
+        "after restart",
+        advisory(key).using("restart").acquire(),
+    )
+    .await
+    .unwrap();
+    let c = connection_for("restart").await.unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    g.release().await.unwrap();
+}
