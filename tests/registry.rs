@@ -215,3 +215,71 @@ fn pool_survives_the_runtime_that_filled_it() {
     });
     assert_eq!(first, second);
 }
+
+/// A server that accepts the TCP connection but never answers: the checkout fails
+/// within the connect timeout instead of hanging.
+#[tokio::test]
+async fn hung_server_fails_within_the_connect_timeout() {
+    setup();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    register(
+        "hung",
+        Config::from_url(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = within(10, "connect times out", connection_for("hung"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Pool, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_configuration_error() {
+    setup();
+    let cluster = pglock_testkit::Cluster::start().expect("cluster");
+    cluster
+        .psql("CREATE ROLE pw LOGIN PASSWORD 'right'")
+        .unwrap();
+    cluster
+        .prepend_hba("host all pw 127.0.0.1/32 scram-sha-256")
+        .unwrap();
+    let url = format!("postgres://pw:wrong@127.0.0.1:{}/postgres", cluster.port());
+    register("wrong-password", Config::from_url(&url).unwrap()).unwrap();
+    let err = connection_for("wrong-password").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err:?}");
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+    // And the message does not leak the password.
+    assert!(
+        !err.to_string().contains("wrong@") && !format!("{err:?}").contains(":wrong"),
+        "{err:?}"
+    );
+    let url = format!("postgres://pw:right@127.0.0.1:{}/postgres", cluster.port());
+    register("right-password", Config::from_url(&url).unwrap()).unwrap();
+    connection_for("right-password").await.unwrap();
+}
+
+#[tokio::test]
+async fn huge_and_empty_keys_work() {
+    setup();
+    let obs = observer().await;
+    for s in [String::new(), "k".repeat(1 << 20)] {
+        let lock = advisory(s.as_str());
+        let key = lock.key();
+        let g = lock.acquire().await.unwrap();
+        assert_eq!(holders(&obs, key).await.len(), 1);
+        g.release().await.unwrap();
+    }
+}

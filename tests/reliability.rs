@@ -253,3 +253,30 @@ async fn server_restart_is_survived() {
     assert_eq!(n, 1);
     g.release().await.unwrap();
 }
+
+/// A lock on a hot standby excludes nobody on the primary: refused with an error
+/// that says so, unless the alias opts in explicitly.
+#[tokio::test]
+async fn hot_standby_is_refused() {
+    let primary = pglock_testkit::Cluster::start().expect("primary");
+    let standby = primary.start_standby().expect("streaming standby");
+    let in_recovery = standby.psql("SELECT pg_is_in_recovery()").unwrap();
+    assert_eq!(in_recovery, "t", "the harness started a real standby");
+    register("standby", Config::from_url(&standby.url()).unwrap()).unwrap();
+    let err = advisory(1).using("standby").acquire().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Standby, "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("excludes nobody on the primary"), "{msg}");
+    assert!(msg.contains("allow_standby"), "{msg}");
+    assert!(connection_for("standby").await.unwrap_err().kind() == ErrorKind::Standby);
+
+    register(
+        "standby-ok",
+        Config::from_url(&standby.url())
+            .unwrap()
+            .allow_standby(true),
+    )
+    .unwrap();
+    let g = advisory(1).using("standby-ok").acquire().await.unwrap();
+    g.release().await.unwrap();
+}

@@ -242,6 +242,22 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// Puts `lines` at the top of `pg_hba.conf` (first match wins) and reloads the
+    /// server, for tests of authentication failures.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written or the reload fails.
+    pub fn prepend_hba(&self, lines: &str) -> Result<(), HarnessError> {
+        let path = self.data().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&path)
+            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        std::fs::write(&path, format!("{lines}\n{old}"))
+            .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+        self.run_pg("pg_ctl", &["-D", self.data().to_str().unwrap(), "reload"])
+            .map(drop)
+    }
+
     /// Stops the server (fast shutdown: sessions are disconnected).
     ///
     /// # Errors
