@@ -61,7 +61,6 @@ async fn cancel_on_lost_stops_the_body() {
     let finished = Arc::new(AtomicBool::new(false));
     let f = finished.clone();
     let obs_pid = {
-        let key = key;
         tokio::spawn(async move {
             let obs = observer().await;
             let pid = loop {

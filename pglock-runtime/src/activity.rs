@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio_postgres::Row;
 
+use tokio_postgres::types::Type;
+
 use crate::error::Error;
+use crate::exec::Exec;
 use crate::key::LockKey;
 use crate::sql;
 
@@ -91,28 +94,26 @@ impl fmt::Display for Holder {
 }
 
 /// The sessions other than `client`'s holding `key`.
-pub(crate) async fn advisory_holders(
-    client: &tokio_postgres::Client,
-    key: LockKey,
-) -> Result<Vec<Holder>, Error> {
+pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec<Holder>, Error> {
     let (c, o, s) = key.pg_locks_ids();
-    let rows = client
-        .query(sql::ADVISORY_HOLDERS, &[&c, &o, &s])
-        .await
-        .map_err(Error::from_pg)?;
+    let rows = exec
+        .query(
+            sql::ADVISORY_HOLDERS,
+            &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2)],
+        )
+        .await?;
     Ok(rows.iter().map(Holder::from_row).collect())
 }
 
 /// The sessions other than `client`'s holding a lock on one of `relations`
 /// (quoted, possibly schema-qualified names).
 pub(crate) async fn relation_holders(
-    client: &tokio_postgres::Client,
+    exec: Exec<'_>,
     relations: &[String],
 ) -> Result<Vec<Holder>, Error> {
-    let rows = client
-        .query(sql::RELATION_HOLDERS, &[&relations])
-        .await
-        .map_err(Error::from_pg)?;
+    let rows = exec
+        .query(sql::RELATION_HOLDERS, &[(&relations, Type::TEXT_ARRAY)])
+        .await?;
     Ok(rows.iter().map(Holder::from_row).collect())
 }
 
@@ -458,7 +459,7 @@ impl Inspector {
     /// Checkout and query errors.
     pub async fn holders(&self, key: LockKey) -> Result<Vec<Holder>, Error> {
         let conn = self.conn().await?;
-        advisory_holders(conn.client(), key).await
+        advisory_holders(Exec::pooled(&conn), key).await
     }
 
     /// Whether anyone holds `key` right now. Only a snapshot: acting on it races
@@ -517,7 +518,9 @@ impl Inspector {
             return Ok(Vec::new());
         }
         let conn = self.conn().await?;
-        let rows = conn.query(sql, &[&pids]).await.map_err(Error::from_pg)?;
+        let rows = Exec::pooled(&conn)
+            .query(sql, &[(&pids, Type::INT4_ARRAY)])
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
@@ -553,10 +556,9 @@ pub(crate) async fn fetch_locks(
 }
 
 async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, Error> {
-    let pairs: Vec<(i32, i32)> = conn
+    let pairs: Vec<(i32, i32)> = Exec::pooled(conn)
         .query(crate::sql::BLOCKING_PAIRS, &[])
-        .await
-        .map_err(Error::from_pg)?
+        .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -566,10 +568,9 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
     let mut pids: Vec<i32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
     pids.sort_unstable();
     pids.dedup();
-    let backends: std::collections::HashMap<i32, Backend> = conn
-        .query(crate::sql::BACKENDS, &[&pids])
-        .await
-        .map_err(Error::from_pg)?
+    let backends: std::collections::HashMap<i32, Backend> = Exec::pooled(conn)
+        .query(crate::sql::BACKENDS, &[(&pids, Type::INT4_ARRAY)])
+        .await?
         .iter()
         .map(|r| {
             let b = Backend::from_row(r);
@@ -627,19 +628,13 @@ pub fn blocking_tree(pairs: &[BlockingPair]) -> Vec<BlockingNode> {
         seen: &mut BTreeSet<i32>,
     ) -> BlockingNode {
         seen.insert(pid);
-        let kids = children
-            .get(&pid)
-            .map(|c| {
-                c.iter()
-                    .copied()
-                    .filter(|k| !seen.contains(k))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let blocked = kids
-            .into_iter()
-            .filter_map(|k| (!seen.contains(&k)).then(|| node(k, children, backend, waiting, seen)))
-            .collect();
+        let mut blocked = Vec::new();
+        for &k in children.get(&pid).into_iter().flatten() {
+            // `seen` grows as subtrees are built: a node appears once, cycles end.
+            if !seen.contains(&k) {
+                blocked.push(node(k, children, backend, waiting, seen));
+            }
+        }
         BlockingNode {
             backend: backend[&pid].clone(),
             waiting_for: waiting.get(&pid).map(|w| (*w).clone()),

@@ -385,7 +385,7 @@ pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
     if !e.is_not_acquired() {
         return e;
     }
-    match advisory_holders(exec.client, key).await {
+    match advisory_holders(exec, key).await {
         Ok(holders) => e.with_holders(holders),
         Err(_) => e,
     }
@@ -418,8 +418,23 @@ pub(crate) async fn lock(
 ) -> Result<(), Error> {
     let p = KeyParams::new(key);
     let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
+    if !xact && exec.is_pooled() {
+        return Err(Error::pooler());
+    }
+    // Session-level statements only take the lock on the session the connection
+    // was opened on (see `sql::LOCK`).
+    let session_pid = exec.session_pid();
+    let guard = (!xact).then_some(&session_pid);
+    let params = |extra| p.with_guard(extra, guard);
+    let on_our_session = |rows: Vec<tokio_postgres::Row>| match rows.into_iter().next() {
+        Some(row) => Ok(row),
+        None => {
+            exec.mark_pooled();
+            Err(Error::pooler())
+        }
+    };
     if wait == Wait::Immediate {
-        let row = exec.one(sql::TRY_LOCK[k][x][s], &p.with(&[])).await?;
+        let row = on_our_session(exec.query(sql::TRY_LOCK[k][x][s], &params(&[])).await?)?;
         return if row.get::<_, bool>(0) {
             Ok(())
         } else {
@@ -437,21 +452,21 @@ pub(crate) async fn lock(
         let guard = CancelOnDrop::new(exec.client, cancel_conn, unlock_if_held);
         async move {
             let params: Vec<crate::exec::Param<'_>> = params;
-            let r = exec.one(sql, &params).await.map(drop);
+            let r = exec.query(sql, &params).await;
             guard.disarm();
-            r
+            on_our_session(r?).map(drop)
         }
     };
     let result = match (txn, &setting) {
-        (Txn::None, None) => waiting(sql::LOCK[k][x][s], p.with(&[])).await,
+        (Txn::None, None) => waiting(sql::LOCK[k][x][s], params(&[])).await,
         // Outside a transaction block the statement is its own transaction, so a
         // transaction-local setting in the same statement ends with it.
         (Txn::None, Some(v)) => {
-            waiting(sql::LOCK_WITH_TIMEOUT[k][x][s], p.with(&[(v, Type::TEXT)])).await
+            waiting(sql::LOCK_WITH_TIMEOUT[k][x][s], params(&[(v, Type::TEXT)])).await
         }
         (txn, setting) => {
             in_transaction_waiting(exec, txn, setting.as_deref(), || {
-                waiting(sql::LOCK[k][x][s], p.with(&[]))
+                waiting(sql::LOCK[k][x][s], params(&[]))
             })
             .await
         }

@@ -121,9 +121,14 @@ impl Drop for Shared {
 
 /// Checks on the server that a connection may be reused.
 async fn return_check(conn: &PgConn) -> Result<(), String> {
+    let check = if conn.is_pooled() {
+        sql::RETURN_CHECK_POOLED
+    } else {
+        sql::RETURN_CHECK
+    };
     let rows = conn
         .client
-        .simple_query(sql::RETURN_CHECK)
+        .simple_query(check)
         .await
         .map_err(|e| format!("check failed: {e}"))?;
     let row = rows
@@ -135,6 +140,9 @@ async fn return_check(conn: &PgConn) -> Result<(), String> {
         .ok_or("check returned no row")?;
     if row.get(0) != Some("t") {
         return Err("a transaction block is open".into());
+    }
+    if conn.is_pooled() {
+        return Ok(());
     }
     if row.get(1) != Some("0") {
         return Err(format!(

@@ -52,6 +52,12 @@ pub enum ErrorKind {
     Standby,
     /// No connection of the alias could be checked out, or opened, in time.
     Pool,
+    /// The connection goes through a transaction-pooling proxy (PgBouncer with
+    /// `pool_mode = transaction`): consecutive statements run on different server
+    /// sessions, so session-level state (session locks, a session `lock_timeout`)
+    /// would not stay with it. Use transaction-level (`xact`) locks, or session
+    /// pooling.
+    Pooler,
     /// An operation that the lock's kind does not allow, such as releasing a
     /// transaction-level lock by hand or taking one outside a transaction.
     Usage,
@@ -72,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Standby => "refusing to lock on a hot standby",
             ErrorKind::Pool => "no connection available",
+            ErrorKind::Pooler => "session-level state does not work behind a transaction pooler",
             ErrorKind::Usage => "invalid use",
             ErrorKind::Database => "database error",
         }
@@ -127,6 +134,17 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Configuration, message)
+    }
+
+    pub(crate) fn pooler() -> Error {
+        Error::new(
+            ErrorKind::Pooler,
+            "this connection goes through a transaction-pooling proxy (such as PgBouncer with \
+             `pool_mode = transaction`): its statements run on different server sessions, so a \
+             session-level lock would not stay with it and would exclude nobody reliably; use a \
+             transaction-level lock (`xact`), or session pooling, and set \
+             `Config::transaction_pooling(true)` for this alias",
+        )
     }
 
     pub(crate) fn usage(message: impl Into<String>) -> Error {

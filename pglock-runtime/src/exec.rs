@@ -30,6 +30,24 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The server session the connection was opened on, when pglock knows it and
+    /// it is stable (not behind a transaction pooler).
+    pub(crate) fn session_pid(&self) -> Option<i32> {
+        self.pg.filter(|pg| !pg.is_pooled()).map(|pg| pg.pid)
+    }
+
+    /// Whether the connection goes through a transaction pooler.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.pg.is_some_and(PgConn::is_pooled)
+    }
+
+    /// Records that the connection goes through a transaction pooler.
+    pub(crate) fn mark_pooled(&self) {
+        if let Some(pg) = self.pg {
+            pg.mark_pooled();
+        }
+    }
+
     pub(crate) fn borrowed(client: &'a Client) -> Exec<'a> {
         Exec { client, pg: None }
     }
@@ -40,14 +58,27 @@ impl<'a> Exec<'a> {
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, Error> {
         match self.pg {
-            Some(pg) => {
+            Some(pg) if !pg.is_pooled() => {
                 let stmt = pg.statement(sql).await?;
                 let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-                self.client.query(&stmt, &values).await
+                self.client.query(&stmt, &values).await.map_err(|e| {
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME)
+                    {
+                        // pglock's own prepared statement is gone: the statement ran
+                        // on another server session than the one it was prepared on.
+                        pg.mark_pooled();
+                        return Error::pooler().with_source(e);
+                    }
+                    Error::from_pg(e)
+                })
             }
-            None => self.client.query_typed(sql, params).await,
+            _ => self
+                .client
+                .query_typed(sql, params)
+                .await
+                .map_err(Error::from_pg),
         }
-        .map_err(Error::from_pg)
     }
 
     pub(crate) async fn one(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Row, Error> {
@@ -97,6 +128,19 @@ impl KeyParams {
     /// 0 for a 64-bit key, 1 for a pair: the first index into the `sql` tables.
     pub(crate) fn kind(&self) -> usize {
         usize::from(self.pair)
+    }
+
+    /// [`with`](KeyParams::with), then `session_guard` (an `int4`) if given.
+    pub(crate) fn with_guard<'a>(
+        &'a self,
+        extra: &[Param<'a>],
+        session_guard: Option<&'a Option<i32>>,
+    ) -> Vec<Param<'a>> {
+        let mut v = self.with(extra);
+        if let Some(g) = session_guard {
+            v.push((g, Type::INT4));
+        }
+        v
     }
 
     /// The key's parameters followed by `extra`.

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
+use tokio_postgres::types::Type;
 
 use crate::activity::Backend;
 use crate::connection::Connection;
 use crate::error::Error;
+use crate::exec::Exec;
 use crate::registry::{self, DEFAULT_ALIAS};
 use crate::scope::{self, Spec};
 use crate::{rt, sql};
@@ -381,12 +383,13 @@ async fn tick(
     conn: &Connection,
     protected: i32,
 ) -> Result<(), Error> {
-    let rows = conn
-        .query(sql::BLOCKERS, &[&protected, &p.indirect])
+    let rows = Exec::pooled(conn)
+        .query(
+            sql::BLOCKERS,
+            &[(&protected, Type::INT4), (&p.indirect, Type::BOOL)],
+        )
         .await
-        .map_err(|e| {
-            Error::from_pg(e).reclassify_context("prioritize watchdog: listing blockers")
-        })?;
+        .map_err(|e| e.reclassify_context("prioritize watchdog: listing blockers"))?;
     let own = registry::own_pids();
     let mut targets: Vec<Backend> = Vec::new();
     for row in &rows {
@@ -409,11 +412,10 @@ async fn tick(
         Vec::new()
     } else {
         let pids: Vec<i32> = targets.iter().map(|b| b.pid).collect();
-        conn.query(p.action.sql(), &[&pids])
+        Exec::pooled(conn)
+            .query(p.action.sql(), &[(&pids, Type::INT4_ARRAY)])
             .await
-            .map_err(|e| {
-                Error::from_pg(e).reclassify_context("prioritize watchdog: signalling blockers")
-            })?
+            .map_err(|e| e.reclassify_context("prioritize watchdog: signalling blockers"))?
             .iter()
             .map(|r| r.get(0))
             .collect()

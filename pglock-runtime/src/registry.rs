@@ -34,6 +34,7 @@ pub struct Config {
     connect_timeout: Duration,
     allow_standby: bool,
     heartbeat: Option<Duration>,
+    transaction_pooling: bool,
 }
 
 impl fmt::Debug for Config {
@@ -46,6 +47,7 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("allow_standby", &self.allow_standby)
             .field("heartbeat", &self.heartbeat)
+            .field("transaction_pooling", &self.transaction_pooling)
             .finish()
     }
 }
@@ -66,6 +68,7 @@ impl Config {
             connect_timeout,
             allow_standby: false,
             heartbeat: Some(Duration::from_secs(1)),
+            transaction_pooling: false,
         }
     }
 
@@ -121,6 +124,18 @@ impl Config {
     /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off.
     pub fn heartbeat(mut self, every: Option<Duration>) -> Config {
         self.heartbeat = every.map(|d| d.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Declares that the alias connects through a transaction-pooling proxy
+    /// (PgBouncer `pool_mode = transaction`). pglock then uses unnamed statements
+    /// only, refuses session-level locks and session `lock_timeout` scopes with
+    /// [`ErrorKind::Pooler`] (they would not stay with the connection), and keeps
+    /// transaction-level (`xact`) locks and table locks working. Without it, pglock
+    /// detects the proxy when a session lock or one of its prepared statements lands
+    /// on another server session, and fails the same way.
+    pub fn transaction_pooling(mut self, pooled: bool) -> Config {
+        self.transaction_pooling = pooled;
         self
     }
 
@@ -301,6 +316,9 @@ pub(crate) struct PgConn {
     /// back to the pool only with this value.
     pub(crate) base_lock_timeout: String,
     statements: Mutex<HashMap<&'static str, Statement>>,
+    /// Behind a transaction pooler (declared, or detected): no prepared
+    /// statements, no session-level state.
+    pooled: std::sync::atomic::AtomicBool,
     _driver: tokio::task::JoinHandle<()>,
 }
 
@@ -327,6 +345,23 @@ impl Drop for PgConn {
 }
 
 impl PgConn {
+    /// Whether this connection goes through a transaction pooler.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.pooled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that this connection turned out to go through a transaction pooler.
+    pub(crate) fn mark_pooled(&self) {
+        tracing::warn!(target: "pglock", pid = self.pid,
+            "this connection goes through a transaction-pooling proxy: its server session changes between statements");
+        self.pooled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// A prepared statement for `sql`, prepared once per connection.
     pub(crate) async fn statement(&self, sql: &'static str) -> Result<Statement, Error> {
         if let Some(s) = self.cached(sql) {
@@ -361,8 +396,9 @@ impl managed::Manager for Manager {
     async fn create(&self) -> Result<PgConn, Error> {
         let pg = self.config.pg.clone();
         let allow_standby = self.config.allow_standby;
+        let pooled = self.config.transaction_pooling;
         let alias = self.alias.clone();
-        rt::spawn(async move { connect(pg, &alias, allow_standby).await })
+        rt::spawn(async move { connect(pg, &alias, allow_standby, pooled).await })
             .await
             .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
     }
@@ -381,6 +417,7 @@ async fn connect(
     pg: tokio_postgres::Config,
     alias: &str,
     allow_standby: bool,
+    pooled: bool,
 ) -> Result<PgConn, Error> {
     let (client, connection) = pg
         .connect(NoTls)
@@ -392,12 +429,22 @@ async fn connect(
             tracing::debug!(target: "pglock", alias = %alias_owned, error = %e, "connection closed");
         }
     });
-    let row = client
-        .query_one(sql::CONNECTION_INFO, &[])
+    // Simple protocol: no prepared statement (a transaction pooler would run its
+    // Parse and its Execute on different server sessions).
+    let rows = client
+        .simple_query(sql::CONNECTION_INFO)
         .await
         .map_err(|e| Error::from_pg(e).with_alias(alias))?;
-    let pid: i32 = row.get(0);
-    let in_recovery: bool = row.get(1);
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| Error::new(ErrorKind::Database, "no connection info returned"))?;
+    let pid: i32 = row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let in_recovery = row.get(1) == Some("t");
+    let base_lock_timeout = row.get(2).unwrap_or("0").to_owned();
     if in_recovery && !allow_standby {
         return Err(Error::new(
             ErrorKind::Standby,
@@ -417,8 +464,9 @@ async fn connect(
     Ok(PgConn {
         client,
         pid,
-        base_lock_timeout: row.get(2),
+        base_lock_timeout,
         statements: Mutex::new(HashMap::new()),
+        pooled: std::sync::atomic::AtomicBool::new(pooled),
         _driver: driver,
     })
 }

@@ -127,23 +127,12 @@ impl Active {
     }
 
     async fn setup(&mut self, spec: &Spec) -> Result<(), Error> {
-        // A prioritize `timeout` is the scope's lock_timeout unless one is given.
-        let lock_timeout = spec.lock_timeout.or_else(|| {
-            spec.prioritize
-                .as_ref()
-                .and_then(|(p, _)| p.timeout.map(Some))
-        });
-        if let Some(value) = lock_timeout {
-            let value = timeout::validate(value)?;
-            self.applied = Some(timeout::apply(&self.conn, &value).await?);
-        }
-        // The watchdog protects the acquisition too.
-        if let Some((p, sink)) = &spec.prioritize {
-            self.watchdog = Some(Watchdog::start(p.clone(), sink.clone(), &self.conn));
-        }
+        let exec = Exec::pooled(&self.conn);
+        // A transaction-level lock opens its transaction first, so that the scope's
+        // lock_timeout is transaction-local (and ends with it).
+        let mut txn = Txn::Unknown;
         if let Some(lock) = spec.lock {
-            let exec = Exec::pooled(&self.conn);
-            let txn = if lock.xact {
+            txn = if lock.xact {
                 if self.fresh || !advisory::in_transaction(exec).await? {
                     exec.batch(sql::BEGIN).await?;
                     self.own_txn = true;
@@ -156,6 +145,26 @@ impl Active {
             } else {
                 Txn::Unknown
             };
+        }
+        // A prioritize `timeout` is the scope's lock_timeout unless one is given.
+        let lock_timeout = spec.lock_timeout.or_else(|| {
+            spec.prioritize
+                .as_ref()
+                .and_then(|(p, _)| p.timeout.map(Some))
+        });
+        if let Some(value) = lock_timeout {
+            let value = timeout::validate(value)?;
+            if exec.is_pooled() && !self.own_txn && !advisory::in_transaction(exec).await? {
+                // A session setting would stay on whichever server session ran it.
+                return Err(Error::pooler());
+            }
+            self.applied = Some(timeout::apply(&self.conn, &value).await?);
+        }
+        // The watchdog protects the acquisition too.
+        if let Some((p, sink)) = &spec.prioritize {
+            self.watchdog = Some(Watchdog::start(p.clone(), sink.clone(), &self.conn));
+        }
+        if let Some(lock) = spec.lock {
             let cancel = self.fresh.then_some(&self.conn);
             if let Err(e) = advisory::lock(
                 exec,
@@ -171,6 +180,7 @@ impl Active {
                 if self.own_txn {
                     // Roll back first: the holders query needs a usable session.
                     self.own_txn = false;
+                    self.applied = None; // a transaction-local value ends with it
                     exec.batch(sql::ROLLBACK).await?;
                 }
                 return Err(advisory::failed(exec, lock.key, e).await);

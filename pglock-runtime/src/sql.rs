@@ -20,6 +20,10 @@ pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
      (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
      current_setting('lock_timeout')";
 
+/// [`RETURN_CHECK`] behind a transaction pooler, where only the transaction state
+/// belongs to this client.
+pub(crate) const RETURN_CHECK_POOLED: &str = "SELECT now() = statement_timestamp()";
+
 pub(crate) const BEGIN: &str = "BEGIN";
 pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
@@ -54,13 +58,16 @@ pub(crate) const SET_SCOPED_LOCK_TIMEOUT: &str = "SELECT current_setting('lock_t
 pub(crate) const RESTORE_LOCK_TIMEOUT: &str = "SELECT set_config('lock_timeout', $1, $2)";
 
 /// One statement per acquisition function: (session, xact) × (exclusive, shared).
+/// Session-level forms take a last parameter, the backend pid the connection was
+/// opened on (or NULL): behind a transaction-pooling proxy the statement may run on
+/// another server session, and then it takes no lock and returns no row.
 /// `[key kind][xact][shared]`; the 64-bit form takes `$1::int8`, the pair form
 /// `$1::int4, $2::int4`.
 pub(crate) const LOCK: [[[&str; 2]; 2]; 2] = [
     [
         [
-            "SELECT pg_advisory_lock($1)",
-            "SELECT pg_advisory_lock_shared($1)",
+            "SELECT pg_advisory_lock($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
+            "SELECT pg_advisory_lock_shared($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
         ],
         [
             "SELECT pg_advisory_xact_lock($1)",
@@ -69,8 +76,8 @@ pub(crate) const LOCK: [[[&str; 2]; 2]; 2] = [
     ],
     [
         [
-            "SELECT pg_advisory_lock($1, $2)",
-            "SELECT pg_advisory_lock_shared($1, $2)",
+            "SELECT pg_advisory_lock($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
+            "SELECT pg_advisory_lock_shared($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
         ],
         [
             "SELECT pg_advisory_xact_lock($1, $2)",
@@ -85,8 +92,8 @@ pub(crate) const LOCK: [[[&str; 2]; 2]; 2] = [
 pub(crate) const LOCK_WITH_TIMEOUT: [[[&str; 2]; 2]; 2] = [
     [
         [
-            "SELECT pg_advisory_lock($1) FROM (SELECT set_config('lock_timeout', $2, true)) s",
-            "SELECT pg_advisory_lock_shared($1) FROM (SELECT set_config('lock_timeout', $2, true)) s",
+            "SELECT pg_advisory_lock($1) FROM (SELECT set_config('lock_timeout', $2, true)) s WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
+            "SELECT pg_advisory_lock_shared($1) FROM (SELECT set_config('lock_timeout', $2, true)) s WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
         ],
         [
             "SELECT pg_advisory_xact_lock($1) FROM (SELECT set_config('lock_timeout', $2, true)) s",
@@ -95,8 +102,8 @@ pub(crate) const LOCK_WITH_TIMEOUT: [[[&str; 2]; 2]; 2] = [
     ],
     [
         [
-            "SELECT pg_advisory_lock($1, $2) FROM (SELECT set_config('lock_timeout', $3, true)) s",
-            "SELECT pg_advisory_lock_shared($1, $2) FROM (SELECT set_config('lock_timeout', $3, true)) s",
+            "SELECT pg_advisory_lock($1, $2) FROM (SELECT set_config('lock_timeout', $3, true)) s WHERE $4::int4 IS NULL OR pg_backend_pid() = $4",
+            "SELECT pg_advisory_lock_shared($1, $2) FROM (SELECT set_config('lock_timeout', $3, true)) s WHERE $4::int4 IS NULL OR pg_backend_pid() = $4",
         ],
         [
             "SELECT pg_advisory_xact_lock($1, $2) FROM (SELECT set_config('lock_timeout', $3, true)) s",
@@ -109,8 +116,8 @@ pub(crate) const LOCK_WITH_TIMEOUT: [[[&str; 2]; 2]; 2] = [
 pub(crate) const TRY_LOCK: [[[&str; 2]; 2]; 2] = [
     [
         [
-            "SELECT pg_try_advisory_lock($1)",
-            "SELECT pg_try_advisory_lock_shared($1)",
+            "SELECT pg_try_advisory_lock($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
+            "SELECT pg_try_advisory_lock_shared($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
         ],
         [
             "SELECT pg_try_advisory_xact_lock($1)",
@@ -119,8 +126,8 @@ pub(crate) const TRY_LOCK: [[[&str; 2]; 2]; 2] = [
     ],
     [
         [
-            "SELECT pg_try_advisory_lock($1, $2)",
-            "SELECT pg_try_advisory_lock_shared($1, $2)",
+            "SELECT pg_try_advisory_lock($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
+            "SELECT pg_try_advisory_lock_shared($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
         ],
         [
             "SELECT pg_try_advisory_xact_lock($1, $2)",

@@ -359,7 +359,7 @@ impl TableLock {
             return e;
         }
         let names: Vec<String> = self.tables.iter().map(ToString::to_string).collect();
-        match relation_holders(exec.client, &names).await {
+        match relation_holders(exec, &names).await {
             Ok(h) => e.with_holders(h),
             Err(_) => e,
         }
