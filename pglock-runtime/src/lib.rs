@@ -23,6 +23,8 @@ mod timeout;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use pglock_macros::{advisory_lock, lock_timeout, prioritize};
+
 pub use activity::{
     blocking_tree, inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter,
     LockInfo,
