@@ -41,7 +41,12 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
                         continue;
                     }
                 };
-                attr::parse_into(&cx, &mut all, k, tokens, syn::spanned::Spanned::span(&a));
+                let name_span = a
+                    .path()
+                    .segments
+                    .last()
+                    .map_or_else(Span::call_site, |s| s.ident.span());
+                attr::parse_into(&cx, &mut all, k, tokens, name_span);
             }
             None => rest.push(a),
         }
@@ -144,14 +149,27 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
     let plan = plan(c, &func);
     let allows = allows();
     let plan_ident = Ident::new("__pglock_plan");
+    let raise = c.on_fail == OnFail::Raise;
+    let run = if raise { quote!(raise) } else { quote!(skip) };
+    // Type errors about the return type point at the declared return type: every
+    // token of the called path carries its span (a path's span is its first token's).
+    let run_fn = respan(quote!(#krate::__private::#run), c.return_span);
+
+    if let Some(inner) = async_trait_body(&mut func.block) {
+        // `#[async_trait]` has already turned the method into a function returning
+        // `Box::pin(async move { … })`: wrap that inner future.
+        let body = std::mem::replace(inner, syn::parse_quote!({}));
+        *inner = syn::parse_quote! {{
+            #allows
+            let #plan_ident = #plan;
+            #run_fn(#plan_ident, async move #body).await
+        }};
+        return func.into_token_stream();
+    }
+
     // Inner attributes (`#![allow(..)]`) are in `func.attrs`; `ItemFn` prints them
     // first inside the new body.
     let stmts = std::mem::take(&mut func.block.stmts);
-    let raise = c.on_fail == OnFail::Raise;
-    let run = if raise { quote!(raise) } else { quote!(skip) };
-    // Type errors about the return type point at the declared return type.
-    let run_fn = quote_spanned!(c.return_span=> #krate::__private::#run);
-
     if func.sig.asyncness.is_some() {
         let fake = fake_return(&func.sig.output);
         func.block = Box::new(syn::parse_quote! {{
@@ -166,18 +184,6 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         return func.into_token_stream();
     }
 
-    if let Some(inner) = async_trait_body(&mut func.block) {
-        // `#[async_trait]` has already turned the method into a function returning
-        // `Box::pin(async move { … })`: wrap that inner future.
-        let body = std::mem::replace(inner, syn::parse_quote!({}));
-        *inner = syn::parse_quote! {{
-            #allows
-            let #plan_ident = #plan;
-            #run_fn(#plan_ident, async move #body).await
-        }};
-        return func.into_token_stream();
-    }
-
     // A plain function: an RAII scope, no closure around the body. Every `return`
     // of the body leaves through the scope, so an early `return Ok(..)` commits.
     let scope = Ident::new("__pglock_scope");
@@ -187,7 +193,7 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
     } else {
         (quote!(enter_skip), quote!(exit_skip))
     };
-    let enter_fn = quote_spanned!(c.return_span=> #krate::__private::#enter);
+    let enter_fn = respan(quote!(#krate::__private::#enter), c.return_span);
     let mut body: Block = Block {
         brace_token: func.block.brace_token,
         stmts,
@@ -210,6 +216,23 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         #scope.#exit(#value)
     }});
     func.into_token_stream()
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 /// `Span::mixed_site()` identifiers for generated locals.
@@ -236,7 +259,7 @@ fn fake_return(ret: &ReturnType) -> TokenStream {
     quote_spanned! {syn::spanned::Spanned::span(&**ty)=>
         #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return)]
         if false {
-            let #fake: #ty = loop {};
+            let #fake: #ty = ::core::unreachable!();
             return #fake;
         }
     }
@@ -245,10 +268,13 @@ fn fake_return(ret: &ReturnType) -> TokenStream {
 /// The `async move { … }` block inside `Box::pin(…)` as the last expression of a
 /// body, which is what `#[async_trait]` produces.
 fn async_trait_body(block: &mut Block) -> Option<&mut Block> {
-    let Some(Stmt::Expr(Expr::Call(call), None)) = block.stmts.last_mut() else {
+    let Some(Stmt::Expr(last, None)) = block.stmts.last_mut() else {
         return None;
     };
-    let Expr::Path(path) = &*call.func else {
+    let Expr::Call(call) = ungroup(last) else {
+        return None;
+    };
+    let Expr::Path(path) = ungroup(&mut call.func) else {
         return None;
     };
     let segs: Vec<String> = path
@@ -263,9 +289,21 @@ fn async_trait_body(block: &mut Block) -> Option<&mut Block> {
     if call.args.len() != 1 {
         return None;
     }
-    match call.args.first_mut() {
+    match call.args.first_mut().map(ungroup) {
         Some(Expr::Async(a)) => Some(&mut a.block),
         _ => None,
+    }
+}
+
+/// Looks through the invisible groups and parentheses that tokens produced by
+/// another macro arrive in.
+fn ungroup(mut e: &mut Expr) -> &mut Expr {
+    loop {
+        match e {
+            Expr::Group(g) => e = &mut g.expr,
+            Expr::Paren(p) => e = &mut p.expr,
+            _ => return e,
+        }
     }
 }
 

@@ -1,0 +1,4 @@
+#[pglock_runtime::advisory_lock]
+struct Job;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[pglock_runtime::prioritize(interval = "2s", timeout = "500ms")]
+async fn migrate() -> Result<(), pglock_runtime::Error> {
+    Ok(())
+}
+
+fn main() {}
