@@ -213,7 +213,10 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         };
         #allows
         let #value = #body;
-        #scope.#exit(#value)
+        // Unreachable when the body always returns early (as `#[tokio::test]`'s
+        // expansion does): not the user's concern.
+        #[allow(unreachable_code, clippy::needless_return)]
+        return #scope.#exit(#value);
     }});
     func.into_token_stream()
 }
