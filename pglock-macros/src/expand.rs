@@ -11,8 +11,16 @@ use crate::ctxt::Ctxt;
 use crate::duration::DurationArg;
 use crate::valid::{self, Checked};
 
+/// The argument a collected attribute is left with: it then expands to the item
+/// unchanged. Leaving it in place (rather than removing it) keeps its path
+/// resolved, so `use pglock_runtime::advisory_lock;` is not reported unused.
+const COLLECTED: &str = "__pglock_collected";
+
 /// Entry point shared by the three attributes.
 pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    if args.to_string() == COLLECTED {
+        return item;
+    }
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
@@ -32,7 +40,14 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
     let mut rest = Vec::with_capacity(func.attrs.len());
     for a in std::mem::take(&mut func.attrs) {
         match valid::pglock_kind(&a) {
+            Some(_) if matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string() == COLLECTED) =>
+            {
+                rest.push(a);
+            }
             Some(k) => {
+                let path = a.path().clone();
+                let marker = syn::Ident::new(COLLECTED, Span::call_site());
+                rest.push(syn::parse_quote!(#[#path(#marker)]));
                 let tokens = match &a.meta {
                     syn::Meta::List(l) => l.tokens.clone(),
                     syn::Meta::Path(_) => TokenStream::new(),

@@ -234,7 +234,7 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        crate::scope::run(self.spec(), fut, |_| false)
+        Box::pin(crate::scope::run(self.spec(), fut, |_| false))
             .await
             .into_result()
     }

@@ -77,3 +77,23 @@ mod send_tests {
         assert_send(&crate::__private::skip(plan, async {}));
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    //! Scope futures box their state: nested scopes (annotated functions calling
+    //! annotated functions) must not grow the stack by kilobytes per level, which
+    //! overflowed 2 MiB test threads in debug builds before.
+
+    #[test]
+    fn scope_futures_stay_small() {
+        let t = crate::lock_timeout(None);
+        let a = crate::advisory(1);
+        assert!(std::mem::size_of_val(&t.scope(async {})) <= 64);
+        assert!(std::mem::size_of_val(&a.run(async {})) <= 64);
+        let plan = crate::__private::Plan::new("f");
+        assert!(std::mem::size_of_val(&crate::__private::skip(plan, async {})) <= 1024);
+        let plan = crate::__private::Plan::new("f");
+        let raise = crate::__private::raise(plan, async { Ok::<(), crate::Error>(()) });
+        assert!(std::mem::size_of_val(&raise) <= 1024);
+    }
+}

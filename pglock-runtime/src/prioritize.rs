@@ -261,7 +261,9 @@ impl Prioritize {
         let sink = Sink::default();
         let mut spec = Spec::new(self.alias.clone());
         spec.prioritize = Some((self.clone(), Some(sink.clone())));
-        let output = scope::run(spec, fut, |_| false).await.into_result()?;
+        let output = Box::pin(scope::run(spec, fut, |_| false))
+            .await
+            .into_result()?;
         Ok(Prioritized {
             output,
             actions: sink.take(),

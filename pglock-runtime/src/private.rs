@@ -128,7 +128,7 @@ impl Plan {
         let holders: Vec<String> = e.holders().iter().map(ToString::to_string).collect();
         if e.is_not_acquired() {
             tracing::debug!(target: "pglock", function = self.function, key = key.as_deref(),
-                holders = ?holders, reason = %e, "skipped: the lock is held elsewhere");
+                holders = ?holders, kind = ?e.kind(), "skipped: the lock is held elsewhere");
         } else {
             tracing::warn!(target: "pglock", function = self.function, key = key.as_deref(),
                 error = %e, "skipped: could not acquire the lock");
@@ -144,7 +144,7 @@ impl Plan {
 
 /// `on_fail = raise` (and `#[lock_timeout]` / `#[prioritize]` alone), async.
 pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
-    match scope::run(plan.spec(), body, R::is_failure).await {
+    match Box::pin(scope::run(plan.spec(), body, R::is_failure)).await {
         Outcome::Ran(r) => r,
         Outcome::RanUndoFailed(r, e) => {
             plan.undo_failed(&e);
@@ -160,7 +160,7 @@ pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
 
 /// `on_fail = skip`, async.
 pub async fn skip<R: Skipped, F: Future<Output = R>>(plan: Plan, body: F) -> R {
-    match scope::run(plan.spec(), body, R::is_failure).await {
+    match Box::pin(scope::run(plan.spec(), body, R::is_failure)).await {
         Outcome::Ran(r) => r,
         Outcome::RanUndoFailed(r, e) => {
             plan.undo_failed(&e);

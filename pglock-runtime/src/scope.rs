@@ -166,7 +166,7 @@ impl Active {
         }
         if let Some(lock) = spec.lock {
             let cancel = self.fresh.then_some(&self.conn);
-            if let Err(e) = advisory::lock(
+            if let Err(e) = Box::pin(advisory::lock(
                 exec,
                 lock.key,
                 lock.shared,
@@ -174,7 +174,7 @@ impl Active {
                 lock.wait,
                 txn,
                 cancel,
-            )
+            ))
             .await
             {
                 if self.own_txn {
@@ -307,7 +307,10 @@ pub(crate) async fn run<R, F>(spec: Spec, body: F, is_failure: impl Fn(&R) -> bo
 where
     F: Future<Output = R>,
 {
-    let mut active = match Active::start(&spec).await {
+    // The sub-futures are boxed: nested scopes would otherwise embed each other's
+    // state inline, and debug builds give every copy of it its own stack slot
+    // (three nested scopes overflowed a 2 MiB test thread).
+    let mut active = match Box::pin(Active::start(&spec)).await {
         Ok(a) => a,
         Err(e) => return Outcome::NotRun(e),
     };
@@ -322,15 +325,15 @@ where
         }
     };
     let out = if active.fresh {
-        connection::scoped(active.conn.clone(), body).await
+        Box::pin(connection::scoped(active.conn.clone(), body)).await
     } else {
-        body.await
+        Box::pin(body).await
     };
     let out = match out {
         Ok(out) => out,
         Err(lost) => {
             // The body is gone; so is the lock. Undo what can be undone.
-            active.undo(true).await.ok();
+            Box::pin(active.undo(true)).await.ok();
             return Outcome::Lost(lost.with_alias(&spec.alias));
         }
     };
@@ -338,7 +341,7 @@ where
         Ok(r) => is_failure(r),
         Err(_) => true,
     };
-    let undone = active.undo(failed).await;
+    let undone = Box::pin(active.undo(failed)).await;
     match out {
         Err(panic) => std::panic::resume_unwind(panic),
         Ok(r) => match undone {

@@ -92,7 +92,9 @@ impl LockTimeout {
     /// is returned inside `Ok`.
     pub async fn scope<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
         let spec = Spec::new(self.alias.clone()).lock_timeout(self.value);
-        scope::run(spec, fut, |_| false).await.into_result()
+        Box::pin(scope::run(spec, fut, |_| false))
+            .await
+            .into_result()
     }
 
     /// The blocking form of [`scope`](LockTimeout::scope), for synchronous code.

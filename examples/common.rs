@@ -1,0 +1,19 @@
+//! Shared start-up of the examples: `DATABASE_URL`, or a throw-away cluster.
+
+/// Registers the `"default"` alias and returns the URL in use.
+pub(crate) fn connect() -> Result<String, pglock_runtime::Error> {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            println!("using DATABASE_URL");
+            url
+        }
+        _ => {
+            println!("DATABASE_URL is not set: starting a throw-away PostgreSQL cluster…");
+            let url = pglock_testkit::database_url();
+            println!("started it at {url}");
+            url
+        }
+    };
+    pglock_runtime::register("default", pglock_runtime::Config::from_url(&url)?)?;
+    Ok(url)
+}
