@@ -28,7 +28,7 @@ mod jobs {
 /// Scenario 7: the default key is the module path and the function name.
 #[tokio::test]
 async fn default_key_is_module_path_and_name() {
-    setup();
+    setup_owned();
     let (pid, held) = jobs::nightly().await.unwrap();
     assert_eq!(held, vec![pid]);
     let obs = observer().await;
@@ -53,7 +53,7 @@ async fn bounded(key: i64) -> Result<(), Error> {
 /// Scenarios 1 and 7: skip does not run the body; raise names the holder.
 #[tokio::test]
 async fn skip_and_raise() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let ran = AtomicBool::new(false);
     skip_if_busy(key, &ran).await;
@@ -84,7 +84,7 @@ fn sync_locked(key: i64) -> Result<i32, Error> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_functions_work_inside_a_runtime() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let pid = sync_locked(key).unwrap();
     assert!(pid > 0);
@@ -107,7 +107,7 @@ async fn shared_no_wait(key: i64) -> Result<i32, Error> {
 
 #[tokio::test]
 async fn exclusive_then_waiting_caller_gets_it() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -141,7 +141,7 @@ async fn shared_hold(key: i64, barrier: std::sync::Arc<tokio::sync::Barrier>) ->
 
 #[tokio::test]
 async fn shared_holders_coexist() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(3));
@@ -206,7 +206,7 @@ fn xact_sync(key: i64, table: &str, mode: u8) -> Result<u8, Error> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn xact_commits_or_rolls_back_with_the_body() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "attr_xact").await;
     obs.batch_execute(&format!("DELETE FROM {t}"))
@@ -263,7 +263,7 @@ async fn outer_transaction(key: i64, table: &str) -> Result<(Option<u8>, i64, St
 
 #[tokio::test]
 async fn skipped_lock_inside_outer_transaction() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "attr_outer").await;
     let key = unique_key();
@@ -301,7 +301,7 @@ fn lt_sync() -> Result<String, Error> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_lock_timeouts_restore() {
-    setup();
+    setup_owned();
     assert_eq!(lt_outer().await.unwrap(), vec!["1s", "2s", "1s"]);
     assert_eq!(
         tokio::task::spawn_blocking(lt_sync).await.unwrap().unwrap(),
@@ -338,7 +338,7 @@ async fn tuple_key(id: i64) -> Result<Vec<i32>, Error> {
 
 #[tokio::test]
 async fn key_kinds_through_the_attribute() {
-    setup();
+    setup_owned();
     assert_eq!(pair_key(-5, 9).await.unwrap().len(), 1);
     assert_eq!(sqlx_key().await.unwrap().len(), 1);
     assert_eq!(tuple_key(unique_key()).await.unwrap().len(), 1);
@@ -357,7 +357,7 @@ async fn critical(key: i64, inside: std::sync::Arc<AtomicBool>) -> Result<(), Er
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_exclude_each_other() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let inside = std::sync::Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..12)
@@ -386,7 +386,7 @@ async fn panicking(key: i64) -> Result<(), Error> {
 
 #[tokio::test]
 async fn panics_release_the_lock() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let r = tokio::spawn(panicking(key)).await;
     assert!(r.unwrap_err().is_panic());
@@ -402,7 +402,7 @@ async fn long_job(key: i64, finished: std::sync::Arc<AtomicBool>) -> Result<(), 
 
 #[tokio::test]
 async fn on_lost_cancel_stops_the_body() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let finished = std::sync::Arc::new(AtomicBool::new(false));
@@ -435,7 +435,7 @@ impl Worker {
 
 #[tokio::test]
 async fn methods_lock_per_instance() {
-    setup();
+    setup_owned();
     let w = Worker { id: unique_key() };
     assert_eq!(w.run().await.unwrap().len(), 1);
 }
@@ -474,14 +474,14 @@ async fn instrumented_below(key: i64) -> Result<usize, Error> {
 
 #[tokio::test]
 async fn with_tracing_instrument_in_either_order() {
-    setup();
+    setup_owned();
     assert_eq!(instrumented_above(unique_key()).await.unwrap(), 1);
     assert_eq!(instrumented_below(unique_key()).await.unwrap(), 1);
 }
 
 #[test]
 fn tokio_test_in_either_order() {
-    setup();
+    setup_owned();
     tokio_test_above().unwrap();
     tokio_test_below().unwrap();
 }
@@ -489,7 +489,7 @@ fn tokio_test_in_either_order() {
 /// The skip reason is a tracing event that names the key and the holder.
 #[tokio::test]
 async fn skip_emits_an_event_naming_key_and_holder() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let holder = advisory(key).acquire().await.unwrap();
     let pid = holder.connection().unwrap().backend_pid();
@@ -552,7 +552,7 @@ async fn prioritized_lock(key: i64) -> Result<(), Error> {
 
 #[tokio::test]
 async fn prioritize_attribute_terminates_blockers() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "attr_prio").await;
     let reader = session("attr-reader").await;

@@ -8,7 +8,7 @@ use pglock_tests::*;
 
 #[tokio::test]
 async fn lists_every_lock_type_with_its_backend() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "insp_types").await;
     let key = unique_key();
@@ -110,7 +110,7 @@ async fn lists_every_lock_type_with_its_backend() {
 
 #[tokio::test]
 async fn blocking_pairs_and_waiting_first() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "insp_pairs").await;
     let holder = session("holder").await;
@@ -163,7 +163,7 @@ async fn blocking_pairs_and_waiting_first() {
 /// A chain of three and an advisory wait behind a table lock, as a tree.
 #[tokio::test]
 async fn blocking_tree_of_a_chain() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let (k1, k2) = (unique_key(), unique_key());
     let s1 = session("root").await;
@@ -228,7 +228,7 @@ async fn blocking_tree_of_a_chain() {
 
 #[tokio::test]
 async fn holder_lookups() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let k = LockKey::Int(key);
     assert!(!inspect().is_held(k).await.unwrap());
@@ -254,7 +254,7 @@ async fn holder_lookups() {
 
 #[tokio::test]
 async fn cancel_and_terminate_report_what_was_signalled() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let s = session("sleeper").await;
     let s_pid = pid(&s).await;

@@ -15,7 +15,7 @@ fn ms(n: u64) -> Duration {
 
 #[tokio::test]
 async fn relation_lock_blocker_is_terminated_and_the_body_completes() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_rel").await;
     let blocker = session("long-reader").await;
@@ -54,7 +54,7 @@ async fn relation_lock_blocker_is_terminated_and_the_body_completes() {
 
 #[tokio::test]
 async fn advisory_lock_blocker_is_terminated() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let blocker = session("advisory-holder").await;
@@ -88,7 +88,7 @@ async fn advisory_lock_blocker_is_terminated() {
 
 #[tokio::test]
 async fn cancel_action_cancels_the_blocking_statement() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_cancel").await;
     let blocker = session("slow-query").await;
@@ -154,7 +154,7 @@ async fn cancel_action_cancels_the_blocking_statement() {
 
 #[tokio::test]
 async fn own_process_sessions_are_never_signalled() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let ours = advisory(key).acquire().await.unwrap();
     let done = Prioritize::new()
@@ -172,7 +172,7 @@ async fn own_process_sessions_are_never_signalled() {
 
 #[tokio::test]
 async fn young_blockers_are_spared_by_min_blocker_age() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let blocker = session("young").await;
@@ -195,7 +195,7 @@ async fn young_blockers_are_spared_by_min_blocker_age() {
 
 #[tokio::test]
 async fn max_kills_caps_each_tick_and_periodic_false_acts_once() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let mut blockers = Vec::new();
@@ -244,7 +244,7 @@ async fn max_kills_caps_each_tick_and_periodic_false_acts_once() {
 
 #[tokio::test]
 async fn dry_run_reports_but_kills_nothing() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let blocker = session("dry").await;
@@ -271,7 +271,7 @@ async fn dry_run_reports_but_kills_nothing() {
 
 #[tokio::test]
 async fn application_name_and_user_filters() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let blocker = session("protected-service").await;
@@ -315,7 +315,7 @@ async fn application_name_and_user_filters() {
 /// S1 stays.
 #[tokio::test]
 async fn second_degree_blockers_are_untouched_by_default() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let (k1, k2) = (unique_key(), unique_key());
     let s1 = session("first-degree-holder").await;
@@ -388,7 +388,7 @@ async fn second_degree_blockers_are_untouched_by_default() {
 /// fails the work before the watchdog acts.
 #[tokio::test]
 async fn timeout_shorter_than_interval_fails_first() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_to").await;
     let blocker = session("reader").await;
@@ -420,7 +420,7 @@ async fn timeout_shorter_than_interval_fails_first() {
 /// when it ends, instead of failing silently.
 #[tokio::test]
 async fn watchdog_failure_surfaces_at_scope_end() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let role = format!("weak_{}", unique_key().unsigned_abs());
     // It can see other sessions (pg_read_all_stats) but not signal a superuser's.
@@ -454,7 +454,7 @@ async fn watchdog_failure_surfaces_at_scope_end() {
 /// second cluster; a watchdog looking at the default one would find nothing.
 #[tokio::test]
 async fn using_a_second_server() {
-    setup();
+    setup_owned();
     let second = pglock_testkit::Cluster::start().expect("second cluster");
     register("second", Config::from_url(&second.url()).unwrap()).unwrap();
     let key = unique_key();

@@ -17,7 +17,7 @@ async fn terminate(obs: &tokio_postgres::Client, pid: i32) {
 
 #[tokio::test]
 async fn lost_resolves_when_the_backend_is_terminated() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let g = advisory(key).acquire().await.unwrap();
@@ -42,7 +42,7 @@ async fn lost_resolves_when_the_backend_is_terminated() {
 
 #[tokio::test]
 async fn lost_resolves_when_unlocked_behind_the_guards_back() {
-    setup();
+    setup_owned();
     let key = unique_key();
     let g = advisory(key).acquire().await.unwrap();
     g.client()
@@ -55,7 +55,7 @@ async fn lost_resolves_when_unlocked_behind_the_guards_back() {
 
 #[tokio::test]
 async fn cancel_on_lost_stops_the_body() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let finished = Arc::new(AtomicBool::new(false));
@@ -91,7 +91,7 @@ async fn cancel_on_lost_stops_the_body() {
 
 #[tokio::test]
 async fn by_default_the_body_finishes_and_the_loss_is_reported() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let killer = tokio::spawn(async move {
@@ -123,7 +123,7 @@ async fn by_default_the_body_finishes_and_the_loss_is_reported() {
 /// locks: the locks are released by the backstops within a bounded time.
 #[tokio::test]
 async fn timeouts_and_aborts_release_locks() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let k = LockKey::Int(key);
@@ -163,7 +163,7 @@ async fn timeouts_and_aborts_release_locks() {
 /// the pool keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_cancellations_leave_nothing_behind() {
-    setup();
+    setup_owned();
     let obs = observer().await;
     let key = unique_key();
     let k = LockKey::Int(key);

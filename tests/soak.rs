@@ -132,7 +132,7 @@ fn report(name: &str, t: &Totals, started: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_across_processes() {
-    setup();
+    setup_owned();
     let started = Instant::now();
     let t = soak(150, false, false).await;
     report("plain", &t, started);
@@ -144,7 +144,7 @@ async fn mutual_exclusion_across_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_with_random_cancellations() {
-    setup();
+    setup_owned();
     let started = Instant::now();
     let t = soak(150, true, false).await;
     report("cancellations", &t, started);
@@ -157,7 +157,7 @@ async fn mutual_exclusion_with_random_cancellations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_with_backend_terminations() {
-    setup();
+    setup_owned();
     let started = Instant::now();
     let t = soak(150, false, true).await;
     report("terminations", &t, started);

@@ -1,5 +1,6 @@
 //! The `pglock` command end to end, as a subprocess, against sessions arranged to
-//! block each other on a throw-away cluster.
+//! block each other on a throw-away cluster (always one the harness started: the
+//! test terminates backends).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,7 +18,7 @@ struct Out {
 async fn pglock(args: &[&str], stdin: Option<&str>) -> Out {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"))
         .args(args)
-        .env("DATABASE_URL", pglock_testkit::database_url())
+        .env("DATABASE_URL", pglock_testkit::shared_cluster().url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -52,7 +53,8 @@ async fn json(args: &[&str]) -> Vec<Value> {
 }
 
 async fn session(app: &str) -> (Client, i32) {
-    let mut config: tokio_postgres::Config = pglock_testkit::database_url().parse().unwrap();
+    let mut config: tokio_postgres::Config =
+        pglock_testkit::shared_cluster().url().parse().unwrap();
     config.application_name(app);
     let (client, conn) = config.connect(NoTls).await.unwrap();
     tokio::spawn(conn);

@@ -9,17 +9,41 @@ use std::time::Duration;
 use pglock_runtime::LockKey;
 use tokio_postgres::{Client, NoTls};
 
-/// The database URL of this test binary (`DATABASE_URL`, or a throw-away cluster).
+static URL: OnceLock<String> = OnceLock::new();
+
+/// The database URL of this test binary: the one chosen by [`setup`] or
+/// [`setup_owned`] (`DATABASE_URL` or a throw-away cluster by default).
 pub fn url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(pglock_testkit::database_url)
 }
 
-/// Registers the `"default"` alias once per test binary.
+/// Registers the `"default"` alias once per test binary, on `DATABASE_URL` when it
+/// is set, otherwise on a throw-away cluster.
 pub fn setup() {
+    register_default(url());
+}
+
+/// Like [`setup`], but always on a cluster the harness started, whatever
+/// `DATABASE_URL` says: for test binaries that terminate backends or otherwise
+/// disturb the server.
+///
+/// # Panics
+///
+/// If [`setup`] already chose `DATABASE_URL` for this test binary.
+pub fn setup_owned() {
+    let owned = pglock_testkit::shared_cluster().url();
+    let chosen = URL.get_or_init(|| owned.clone());
+    assert_eq!(
+        chosen, &owned,
+        "this test binary must use a cluster the harness started: call setup_owned(), not setup()"
+    );
+    register_default(chosen);
+}
+
+fn register_default(url: &str) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let config = pglock_runtime::Config::from_url(url())
+        let config = pglock_runtime::Config::from_url(url)
             .expect("valid URL")
             .max_size(64)
             .checkout_timeout(Duration::from_secs(20));
