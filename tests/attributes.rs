@@ -579,3 +579,27 @@ async fn prioritize_attribute_terminates_blockers() {
         .unwrap();
     assert_gone(&obs, holder_pid).await;
 }
+
+#[advisory_lock(key = key)]
+async fn sleeps_holding(key: i64) -> Result<(), Error> {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    Ok(())
+}
+
+/// `tokio::time::timeout` around an annotated call, and `JoinHandle::abort` of a
+/// task inside one: the lock is released by the backstop.
+#[tokio::test]
+async fn timeout_and_abort_around_annotated_calls_release() {
+    setup_owned();
+    let obs = observer().await;
+    let key = unique_key();
+    let r = tokio::time::timeout(Duration::from_millis(300), sleeps_holding(key)).await;
+    assert!(r.is_err());
+    assert_released(&obs, LockKey::Int(key)).await;
+    let t = tokio::spawn(sleeps_holding(key));
+    while holders(&obs, LockKey::Int(key)).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.abort();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
