@@ -331,21 +331,7 @@ impl AdvisoryLock {
             )
             .with_key(self.key));
         }
-        let exec = Exec::borrowed(client);
-        match lock(
-            exec,
-            self.key,
-            self.shared,
-            false,
-            self.wait,
-            Txn::Unknown,
-            None,
-        )
-        .await
-        {
-            Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
-            Err(e) => Err(failed(exec, self.key, e).await),
-        }
+        self.acquire_borrowed(client, Txn::Unknown).await
     }
 
     /// Acquires the lock inside the caller's transaction. A transaction-level lock
@@ -361,18 +347,16 @@ impl AdvisoryLock {
         txn: &'c Transaction<'_>,
     ) -> Result<AdvisoryGuard<'c>, Error> {
         let client = tokio_postgres::GenericClient::client(txn);
+        self.acquire_borrowed(client, Txn::Caller).await
+    }
+
+    async fn acquire_borrowed<'c>(
+        &self,
+        client: &'c Client,
+        txn: Txn,
+    ) -> Result<AdvisoryGuard<'c>, Error> {
         let exec = Exec::borrowed(client);
-        match lock(
-            exec,
-            self.key,
-            self.shared,
-            self.xact,
-            self.wait,
-            Txn::Caller,
-            None,
-        )
-        .await
-        {
+        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, None).await {
             Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }

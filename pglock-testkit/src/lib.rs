@@ -20,7 +20,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why a cluster could not be started or controlled.
@@ -69,12 +69,41 @@ pub fn shared_cluster() -> &'static Cluster {
     })
 }
 
+/// A shell that runs `script`'s clean-up when the pipe to it closes: when the
+/// owner is dropped, or when this process exits however it exits.
+struct Reaper(Option<(Child, ChildStdin)>);
+
+impl Reaper {
+    /// Runs `sh -c script` with a pipe as stdin; the script decides what to do when
+    /// the pipe closes (`cat >/dev/null` returns then).
+    fn spawn(script: &str) -> Result<Reaper, HarnessError> {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| err(format!("cannot start a helper shell: {e}")))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        Ok(Reaper(Some((child, stdin))))
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.0.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A PgBouncer in front of a [`Cluster`], on its own loopback port, stopped when
 /// dropped (or when the process exits).
 pub struct PgBouncer {
     port: u16,
     dir: PathBuf,
-    reaper: Mutex<Option<(Child, ChildStdin)>>,
+    _reaper: Reaper,
 }
 
 impl fmt::Debug for PgBouncer {
@@ -99,15 +128,6 @@ impl PgBouncer {
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        if let Some((mut child, stdin)) = self.reaper.lock().unwrap().take() {
-            drop(stdin);
-            let _ = child.wait();
-        }
     }
 }
 
@@ -142,9 +162,8 @@ pub struct Cluster {
     port: u16,
     as_postgres: bool,
     log: PathBuf,
-    // Closing this pipe (when the process exits, or on drop) makes the reaper stop
-    // the server and remove the directory.
-    reaper: Mutex<Option<(Child, ChildStdin)>>,
+    // Stops the server and removes the directory on drop or process exit.
+    reaper: Option<Reaper>,
 }
 
 impl fmt::Debug for Cluster {
@@ -278,18 +297,10 @@ impl Cluster {
         // The pooler runs in the foreground under a shell that stops it when this
         // process's end of the pipe closes.
         let script = format!("{run} & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid");
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| err(format!("cannot start pgbouncer: {e}")))?;
-        let stdin = child.stdin.take().expect("piped stdin");
         let bouncer = PgBouncer {
             port,
             dir,
-            reaper: Mutex::new(Some((child, stdin))),
+            _reaper: Reaper::spawn(&script)?,
         };
         if !wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -317,15 +328,15 @@ impl Cluster {
                 .map_err(|e| err(format!("cannot chown {} to postgres: {e}", dir.display())))?;
         }
         let log = dir.join("server.log");
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             bindir,
             dir,
             port: 0,
             as_postgres,
             log,
-            reaper: Mutex::new(None),
+            reaper: None,
         };
-        cluster.spawn_reaper()?;
+        cluster.reaper = Some(cluster.reaper_for_dir()?);
         Ok(cluster)
     }
 
@@ -487,7 +498,7 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn spawn_reaper(&self) -> Result<(), HarnessError> {
+    fn reaper_for_dir(&self) -> Result<Reaper, HarnessError> {
         let pg_ctl = self.bindir.join("pg_ctl");
         let stop = format!(
             "{} '{}' -D '{}' -m immediate -w stop",
@@ -504,25 +515,7 @@ impl Cluster {
             data = self.data().display(),
             dir = self.dir.display()
         );
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| err(format!("cannot start the reaper: {e}")))?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        *self.reaper.lock().unwrap() = Some((child, stdin));
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some((mut child, stdin)) = self.reaper.lock().unwrap().take() {
-            drop(stdin);
-            let _ = child.wait();
-        }
+        Reaper::spawn(&script)
     }
 }
 
