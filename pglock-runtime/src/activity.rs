@@ -43,19 +43,24 @@ pub struct Holder {
 }
 
 impl Holder {
-    pub(crate) fn from_row(row: &Row) -> Holder {
-        Holder {
-            pid: row.get(0),
-            application_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-            user: row.get(2),
-            client_addr: row.get(3),
-            backend_start: row.get(4),
-            xact_start: row.get(5),
-            state_change: row.get(6),
-            state: row.get(7),
-            query: row.get::<_, Option<String>>(8).unwrap_or_default(),
-            mode: row.get(9),
-        }
+    pub(crate) fn from_row(row: &Row) -> Option<Holder> {
+        Holder::from_row_at(row, 0)
+    }
+
+    /// Reads a holder from the columns starting at `at`; `None` for a row of NULLs.
+    pub(crate) fn from_row_at(row: &Row, at: usize) -> Option<Holder> {
+        Some(Holder {
+            pid: row.get::<_, Option<i32>>(at)?,
+            application_name: row.get::<_, Option<String>>(at + 1).unwrap_or_default(),
+            user: row.get(at + 2),
+            client_addr: row.get(at + 3),
+            backend_start: row.get(at + 4),
+            xact_start: row.get(at + 5),
+            state_change: row.get(at + 6),
+            state: row.get(at + 7),
+            query: row.get::<_, Option<String>>(at + 8).unwrap_or_default(),
+            mode: row.get::<_, Option<String>>(at + 9).unwrap_or_default(),
+        })
     }
 
     /// How long its state has been unchanged (for an idle holder: how long it has
@@ -102,7 +107,7 @@ pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec
             &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2)],
         )
         .await?;
-    Ok(rows.iter().map(Holder::from_row).collect())
+    Ok(rows.iter().filter_map(Holder::from_row).collect())
 }
 
 /// The sessions other than `client`'s holding a lock on one of `relations`
@@ -114,7 +119,7 @@ pub(crate) async fn relation_holders(
     let rows = exec
         .query(sql::RELATION_HOLDERS, &[(&relations, Type::TEXT_ARRAY)])
         .await?;
-    Ok(rows.iter().map(Holder::from_row).collect())
+    Ok(rows.iter().filter_map(Holder::from_row).collect())
 }
 
 /// A server process, as `pg_stat_activity` shows it.
