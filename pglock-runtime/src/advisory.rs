@@ -716,7 +716,7 @@ impl<'c> AdvisoryGuard<'c> {
     /// [`AdvisoryLock::acquire`]; `None` for a caller's client.
     pub fn connection(&self) -> Option<&Connection> {
         match self.target.as_ref() {
-            Some(Target::Owned(c)) => Some(c),
+            Some(Target::Owned(c)) => Some(c.exposed()),
             _ => None,
         }
     }
@@ -724,7 +724,7 @@ impl<'c> AdvisoryGuard<'c> {
     /// The client of the session holding the lock.
     pub fn client(&self) -> &Client {
         match self.target.as_ref().expect("present until consumed") {
-            Target::Owned(c) => c.client(),
+            Target::Owned(c) => c.exposed().client(),
             Target::Borrowed(c) => c,
         }
     }

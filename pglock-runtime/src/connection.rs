@@ -38,6 +38,10 @@ struct Shared {
     obj: Option<Object<Manager>>,
     /// Set when pglock knows the session is in a state it must not be reused in.
     discard: AtomicBool,
+    /// Set once the connection has been handed to user code. Until then pglock
+    /// knows every statement it ran and checked each undo step, so the session
+    /// goes back to the pool without the server-side return check.
+    exposed: AtomicBool,
 }
 
 impl Connection {
@@ -47,6 +51,7 @@ impl Connection {
                 alias,
                 obj: Some(obj),
                 discard: AtomicBool::new(false),
+                exposed: AtomicBool::new(false),
             }),
         }
     }
@@ -58,6 +63,19 @@ impl Connection {
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.pg().client
+    }
+
+    /// Records that user code has this connection: it may leave anything on the
+    /// session, so the server-side return check runs when it goes back.
+    pub(crate) fn expose(self) -> Connection {
+        self.shared.exposed.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// [`expose`](Connection::expose) for a borrowed connection.
+    pub(crate) fn exposed(&self) -> &Connection {
+        self.shared.exposed.store(true, Ordering::Relaxed);
+        self
     }
 
     /// The server process id of this connection's session (`pg_backend_pid()`).
@@ -103,6 +121,12 @@ impl Drop for Shared {
         let Some(obj) = self.obj.take() else { return };
         if *self.discard.get_mut() || obj.client.is_closed() {
             drop(Object::take(obj));
+            return;
+        }
+        if !*self.exposed.get_mut() {
+            // Only pglock's own statements ran, and each undo step succeeded
+            // (a failed one sets `discard`).
+            drop(obj);
             return;
         }
         let alias = self.alias.name.clone();
@@ -269,5 +293,5 @@ pub async fn connection() -> Result<Connection, Error> {
 ///
 /// As [`connection`].
 pub async fn connection_for(alias: &str) -> Result<Connection, Error> {
-    scope_or_checkout(alias).await.map(|(c, _)| c)
+    scope_or_checkout(alias).await.map(|(c, _)| c.expose())
 }

@@ -260,10 +260,16 @@ impl Alias {
     /// Checks out a connection. Runs on pglock's runtime, so that the pool's
     /// timers work whatever runtime (if any) the caller is on.
     pub(crate) async fn checkout(self: &Arc<Self>) -> Result<Connection, Error> {
-        let this = self.clone();
-        let obj = rt::spawn(async move { this.pool.get().await })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Pool, format!("checkout task failed: {e}")))?;
+        // The pool's timers need a tokio runtime: the caller's when it can run
+        // them, otherwise pglock's own.
+        let obj = if rt::caller_runtime_usable() {
+            self.pool.get().await
+        } else {
+            let this = self.clone();
+            rt::spawn(async move { this.pool.get().await })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Pool, format!("checkout task failed: {e}")))?
+        };
         match obj {
             Ok(obj) => Ok(Connection::new(self.clone(), obj)),
             Err(e) => Err(self.pool_error(e)),

@@ -29,6 +29,26 @@ pub(crate) fn handle() -> &'static Handle {
     runtime().handle()
 }
 
+thread_local! {
+    /// How many `block_on` calls this thread is inside.
+    static BLOCKING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+struct Unmark;
+
+impl Drop for Unmark {
+    fn drop(&mut self) {
+        BLOCKING.with(|b| b.set(b.get() - 1));
+    }
+}
+
+/// Whether work may rely on the current thread's tokio runtime (its timers and
+/// I/O): there is one, and this thread is not parked in [`block_on`], which would
+/// stall a current-thread runtime's driver.
+pub(crate) fn caller_runtime_usable() -> bool {
+    BLOCKING.with(std::cell::Cell::get) == 0 && Handle::try_current().is_ok()
+}
+
 /// Runs `fut` on the I/O runtime and returns a handle to await its result.
 pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where
@@ -45,6 +65,8 @@ where
 /// the caller's runtime, so parking this thread cannot deadlock and there is no
 /// "cannot start a runtime from within a runtime" panic.
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    BLOCKING.with(|b| b.set(b.get() + 1));
+    let _unmark = Unmark;
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: std::sync::Arc<Self>) {

@@ -387,7 +387,10 @@ impl fmt::Debug for TableGuard {
 impl TableGuard {
     /// The connection holding the locks (run the protected statements on it).
     pub fn connection(&self) -> &Connection {
-        self.conn.as_ref().expect("present until consumed")
+        self.conn
+            .as_ref()
+            .expect("present until consumed")
+            .exposed()
     }
 
     /// The client of the session holding the locks.
