@@ -72,7 +72,11 @@ async fn exclusive_excludes_exclusive() {
     setup();
     let obs = observer().await;
     let key = unique_key();
-    let a = advisory(key).acquire().await.expect("A acquires");
+    let a = advisory(key)
+        .using(other())
+        .acquire()
+        .await
+        .expect("A acquires");
     let a_pid = a.connection().unwrap().backend_pid();
 
     // B with timeout 0 fails at once, naming A.
@@ -476,7 +480,7 @@ async fn dropped_acquire_cancels_the_server_wait() {
     setup();
     let obs = observer().await;
     let key = unique_key();
-    let a = advisory(key).acquire().await.unwrap();
+    let a = advisory(key).using(other()).acquire().await.unwrap();
     let waiting = tokio::spawn(async move { advisory(key).acquire().await.map(drop) });
     let waiter = wait_for_waiter(&obs, LockKey::Int(key)).await;
     waiting.abort();
@@ -621,4 +625,101 @@ async fn busy_scope_does_not_run_its_body() {
         "{err}"
     );
     g.release().await.unwrap();
+}
+
+/// Connection frugality: 100 tasks of this process waiting for the same exclusive
+/// key queue in the process; only the head waits on the server. Checked on the
+/// server: the alias's sessions and the waiters in `pg_locks`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_tasks_queue_in_the_process() {
+    setup();
+    pglock_runtime::register(
+        "frugal",
+        pglock_runtime::Config::from_url(url())
+            .unwrap()
+            .max_size(120),
+    )
+    .unwrap();
+    let obs = observer().await;
+    let key = unique_key();
+    let k = LockKey::Int(key);
+    let holder = advisory(key).using(other()).acquire().await.unwrap();
+    let inside = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (inside, runs) = (inside.clone(), runs.clone());
+            tokio::spawn(async move {
+                advisory(key)
+                    .using("frugal")
+                    .run(async {
+                        assert!(!inside.swap(true, Ordering::SeqCst));
+                        inside.store(false, Ordering::SeqCst);
+                        runs.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .await
+            })
+        })
+        .collect();
+    wait_for_waiter(&obs, k).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = advisory_rows(&obs, k).await;
+    assert_eq!(
+        rows.iter().filter(|r| !r.granted).count(),
+        1,
+        "one waiter on the server: {rows:?}"
+    );
+    let (open, _) = pglock_runtime::pool_status("frugal").unwrap();
+    assert!(open <= 2, "{open} server connections for 100 waiting tasks");
+    holder.release().await.unwrap();
+    for t in tasks {
+        within(60, "queued tasks", t).await.unwrap().unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 100);
+    let (open, _) = pglock_runtime::pool_status("frugal").unwrap();
+    assert!(open <= 2, "{open} connections after the queue drained");
+    assert_released(&obs, k).await;
+}
+
+/// A bounded wait counts the time spent queued behind other tasks of this process.
+#[tokio::test]
+async fn bounded_waits_include_the_in_process_queue() {
+    setup();
+    let key = unique_key();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let head = tokio::spawn(async move {
+        advisory(key)
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    let obs = observer().await;
+    while holders(&obs, LockKey::Int(key)).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn(async move {
+                advisory(key)
+                    .timeout(Duration::from_millis(300))
+                    .acquire()
+                    .await
+                    .map(drop)
+            })
+        })
+        .collect();
+    for w in waiters {
+        let err = within(10, "bounded waiter", w).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err:?}");
+        assert_eq!(err.holders().len(), 1, "{err}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    tx.send(()).unwrap();
+    head.await.unwrap().unwrap();
 }

@@ -93,6 +93,17 @@ async fn sync_functions_work_inside_a_runtime() {
 // ---------------------------------------------------------------------------
 // Scenario 1 and 2 through the attribute: exclusive and shared.
 
+/// Holds `key` through the `"other"` alias (another pool, as another process).
+#[advisory_lock(key = key, using = "other")]
+async fn hold_exclusive_elsewhere(
+    key: i64,
+    hold: tokio::sync::oneshot::Receiver<()>,
+) -> Result<i32, Error> {
+    let pid = pglock_runtime::connection_for("other").await?.backend_pid();
+    let _ = hold.await;
+    Ok(pid)
+}
+
 #[advisory_lock(key = key)]
 async fn hold_exclusive(key: i64, hold: tokio::sync::oneshot::Receiver<()>) -> Result<i32, Error> {
     let pid = connection().await?.backend_pid();
@@ -111,7 +122,8 @@ async fn exclusive_then_waiting_caller_gets_it() {
     let obs = observer().await;
     let key = unique_key();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let a = tokio::spawn(hold_exclusive(key, rx));
+    other();
+    let a = tokio::spawn(hold_exclusive_elsewhere(key, rx));
     while holders(&obs, LockKey::Int(key)).await.is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -39,6 +39,15 @@ impl Wait {
         }
     }
 
+    /// Reports the limit the caller set on a lock timeout (the server may have been
+    /// given less, after time spent queued in the process).
+    pub(crate) fn report(self, e: Error) -> Error {
+        match self {
+            Wait::Bounded(d) if e.is_timeout() => e.with_waited(d),
+            _ => e,
+        }
+    }
+
     /// The `lock_timeout` value to set for the statement, if any.
     fn setting(self) -> Result<Option<String>, Error> {
         match self {
@@ -253,6 +262,7 @@ impl AdvisoryLock {
     /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
     /// errors.
     pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
+        let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
         let exec = Exec::pooled(&conn);
         let txn = if self.xact {
@@ -276,22 +286,16 @@ impl AdvisoryLock {
             Txn::Unknown
         };
         let cancel = Some(&conn);
-        match lock(
-            exec,
-            self.key,
-            self.shared,
-            self.xact,
-            self.wait,
-            txn,
-            cancel,
-        )
-        .await
+        match lock(exec, self.key, self.shared, self.xact, wait, txn, cancel)
+            .await
+            .map_err(|e| self.wait.report(e))
         {
-            Ok(()) => Ok(AdvisoryGuard::new(
-                Target::Owned(conn),
-                self,
-                txn == Txn::Ours,
-            )),
+            Ok(()) => {
+                let mut guard = AdvisoryGuard::new(Target::Owned(conn), self, txn == Txn::Ours);
+                guard.turn = turn;
+                Ok(guard)
+            }
+
             Err(e) => {
                 if txn == Txn::Ours {
                     exec.batch(sql::ROLLBACK).await.ok();
@@ -359,6 +363,45 @@ impl AdvisoryLock {
         match lock(exec, self.key, self.shared, self.xact, self.wait, txn, None).await {
             Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
+        }
+    }
+}
+
+/// For an exclusive, waiting acquisition on a fresh connection: waits for this
+/// task's turn in the in-process queue of the key (see `queue.rs`), counting that
+/// time against a bounded wait. Returns the turn and the wait left for the server.
+pub(crate) async fn take_turn(
+    alias: &str,
+    key: LockKey,
+    shared: bool,
+    wait: Wait,
+) -> Result<(Option<crate::queue::Turn>, Wait), Error> {
+    if shared || wait == Wait::Immediate || crate::connection::current(alias).is_some() {
+        return Ok((None, wait));
+    }
+    let limit = match wait {
+        Wait::Bounded(d) => Some(d),
+        _ => None,
+    };
+    match crate::queue::wait_turn(alias, key, limit).await {
+        Some((turn, left)) => {
+            let wait = match (wait, left) {
+                (Wait::Bounded(_), Some(left)) => Wait::Bounded(left),
+                (w, _) => w,
+            };
+            Ok((Some(turn), wait))
+        }
+        None => {
+            let d = limit.unwrap_or_default();
+            let holders = crate::activity::inspect_holders(alias, key).await;
+            Err(Error::new(
+                ErrorKind::LockTimeout,
+                "gave up waiting behind other tasks of this process for the same lock",
+            )
+            .with_key(key)
+            .with_waited(d)
+            .with_holders(holders)
+            .with_alias(alias))
         }
     }
 }
@@ -667,6 +710,9 @@ pub struct AdvisoryGuard<'c> {
     own_txn: bool,
     alias: Cow<'static, str>,
     heartbeat: Option<crate::heartbeat::Heartbeat>,
+    /// This task's turn in the in-process queue of the key, given up after the
+    /// lock is released.
+    turn: Option<crate::queue::Turn>,
 }
 
 impl fmt::Debug for AdvisoryGuard<'_> {
@@ -688,6 +734,7 @@ impl<'c> AdvisoryGuard<'c> {
         };
         AdvisoryGuard {
             heartbeat,
+            turn: None,
             target: Some(target),
             key: lock.key,
             shared: lock.shared,
@@ -833,16 +880,21 @@ impl<'c> AdvisoryGuard<'c> {
 
 impl Drop for AdvisoryGuard<'_> {
     fn drop(&mut self) {
+        self.heartbeat = None;
         let Some(target) = self.target.take() else {
             return;
         };
         let (key, shared) = (self.key, self.shared);
+        // The next task of this process queued for the key moves up once the
+        // lock is actually released.
+        let turn = self.turn.take();
         match target {
             Target::Owned(conn) if self.own_txn => {
                 rt::spawn(async move {
                     if Exec::pooled(&conn).batch(sql::ROLLBACK).await.is_err() {
                         conn.discard();
                     }
+                    drop(turn);
                 });
             }
             Target::Owned(_) if self.xact => {}
@@ -851,6 +903,7 @@ impl Drop for AdvisoryGuard<'_> {
                     if unlock(Exec::pooled(&conn), key, shared).await.is_err() {
                         conn.discard();
                     }
+                    drop(turn);
                 });
             }
             Target::Borrowed(_) if self.xact => {}

@@ -11,6 +11,7 @@ mod exec;
 mod heartbeat;
 mod key;
 mod prioritize;
+mod queue;
 mod registry;
 mod returns;
 mod rt;

@@ -90,6 +90,8 @@ pub(crate) struct Active {
     body_savepoint: bool,
     watchdog: Option<Watchdog>,
     heartbeat: Option<Heartbeat>,
+    /// This task's turn in the in-process queue of the key (released last).
+    turn: Option<crate::queue::Turn>,
     finished: bool,
 }
 
@@ -104,6 +106,15 @@ impl Active {
 
     /// Sets up a scope. On failure nothing is left behind.
     pub(crate) async fn start(spec: &Spec) -> Result<Active, Error> {
+        // Queue behind other tasks of this process before taking a connection.
+        let mut spec_wait = None;
+        let mut turn = None;
+        if let Some(lock) = spec.lock {
+            let (t, wait) =
+                advisory::take_turn(&spec.alias, lock.key, lock.shared, lock.wait).await?;
+            turn = t;
+            spec_wait = Some(wait);
+        }
         let (conn, fresh) = scope_or_checkout(&spec.alias).await?;
         let mut active = Active {
             conn,
@@ -114,9 +125,10 @@ impl Active {
             body_savepoint: false,
             watchdog: None,
             heartbeat: None,
+            turn,
             finished: false,
         };
-        match active.setup(spec).await {
+        match active.setup(spec, spec_wait).await {
             Ok(()) => Ok(active),
             Err(e) => {
                 // Undo what was done; the error of the setup is the one to report.
@@ -126,7 +138,7 @@ impl Active {
         }
     }
 
-    async fn setup(&mut self, spec: &Spec) -> Result<(), Error> {
+    async fn setup(&mut self, spec: &Spec, wait: Option<Wait>) -> Result<(), Error> {
         let exec = Exec::pooled(&self.conn);
         // A transaction-level lock opens its transaction first, so that the scope's
         // lock_timeout is transaction-local (and ends with it).
@@ -171,11 +183,12 @@ impl Active {
                 lock.key,
                 lock.shared,
                 lock.xact,
-                lock.wait,
+                wait.unwrap_or(lock.wait),
                 txn,
                 cancel,
             ))
             .await
+            .map_err(|e| lock.wait.report(e))
             {
                 if self.own_txn {
                     // Roll back first: the holders query needs a usable session.
@@ -251,6 +264,7 @@ impl Active {
                 first.get_or_insert(e);
             }
         }
+        self.turn = None;
         match first {
             None => watchdog,
             Some(e) => {

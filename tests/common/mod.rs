@@ -40,6 +40,18 @@ pub fn setup_owned() {
     register_default(chosen);
 }
 
+/// The alias `"other"`: the same database through a pool of its own, standing for
+/// another process (tasks of one process queue in-process for an exclusive key;
+/// tasks of two aliases meet on the server).
+pub fn other() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let config = pglock_runtime::Config::from_url(url()).expect("valid URL");
+        pglock_runtime::register("other", config).expect("first registration");
+    });
+    "other"
+}
+
 fn register_default(url: &str) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
