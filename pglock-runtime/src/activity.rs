@@ -113,10 +113,11 @@ pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec
 /// The holders of `key` seen through a fresh checkout of `alias` (for errors raised
 /// before pglock had a connection of its own); empty if that fails.
 pub(crate) async fn inspect_holders(alias: &str, key: LockKey) -> Vec<Holder> {
-    match inspect().using(alias.to_owned()).holders(key).await {
-        Ok(h) => h,
-        Err(_) => Vec::new(),
-    }
+    inspect()
+        .using(alias.to_owned())
+        .holders(key)
+        .await
+        .unwrap_or_default()
 }
 
 /// The sessions other than `client`'s holding a lock on one of `relations`

@@ -15,9 +15,10 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::key::LockKey;
 
 type Queue = AsyncMutex<()>;
+type Queues = Mutex<HashMap<(Arc<str>, LockKey), Weak<Queue>>>;
 
-fn queues() -> &'static Mutex<HashMap<(Arc<str>, LockKey), Weak<Queue>>> {
-    static QUEUES: OnceLock<Mutex<HashMap<(Arc<str>, LockKey), Weak<Queue>>>> = OnceLock::new();
+fn queues() -> &'static Queues {
+    static QUEUES: OnceLock<Queues> = OnceLock::new();
     QUEUES.get_or_init(Default::default)
 }
 
