@@ -185,6 +185,11 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
     // Inner attributes (`#![allow(..)]`) are in `func.attrs`; `ItemFn` prints them
     // first inside the new body.
     let stmts = std::mem::take(&mut func.block.stmts);
+    // The user's body keeps a block of its own (tracing #3306).
+    let body = Block {
+        brace_token: func.block.brace_token,
+        stmts,
+    };
     if func.sig.asyncness.is_some() {
         let fake = fake_return(&func.sig.output);
         func.block = Box::new(syn::parse_quote! {{
@@ -192,7 +197,7 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
             let #plan_ident = #plan;
             #run_fn(#plan_ident, async move {
                 #fake
-                #(#stmts)*
+                #body
             })
             .await
         }});
@@ -209,10 +214,7 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         (quote!(enter_skip), quote!(exit_skip))
     };
     let enter_fn = respan(quote!(#krate::__private::#enter), c.return_span);
-    let mut body: Block = Block {
-        brace_token: func.block.brace_token,
-        stmts,
-    };
+    let mut body = body;
     ReturnRewriter {
         scope: scope.clone(),
         exit: exit.clone(),

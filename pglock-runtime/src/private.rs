@@ -4,12 +4,14 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-pub use core::time::Duration;
+use core::time::Duration;
 
-pub use crate::error::Error;
-pub use crate::key::{KeyHash, LockKey, ToLockKey};
+pub use crate::key::KeyHash;
 pub use crate::prioritize::{Prioritize, PrioritizeAction};
-pub use crate::returns::{Raise, Skipped};
+
+use crate::error::Error;
+use crate::key::{LockKey, ToLockKey};
+use crate::returns::{Raise, Skipped};
 
 use crate::advisory::Wait;
 use crate::scope::{self, LockSpec, Outcome, Spec, SyncActive};

@@ -298,6 +298,16 @@ pub(crate) const TERMINATE: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid)
 pub(crate) const CANCEL: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
      WHERE pid <> pg_backend_pid() AND pg_cancel_backend(pid)";
 
+/// `LOCK TABLE <quoted names> IN <mode> MODE [NOWAIT]`; `tables` are already
+/// quoted (see [`quote_ident`]), `mode` is one of the eight fixed mode names.
+pub(crate) fn lock_table(tables: &[String], mode: &str, nowait: bool) -> String {
+    format!(
+        "LOCK TABLE {} IN {mode} MODE{}",
+        tables.join(", "),
+        if nowait { " NOWAIT" } else { "" }
+    )
+}
+
 /// Quotes an SQL identifier: `"` around it, inner `"` doubled.
 pub(crate) fn quote_ident(ident: &str) -> String {
     let mut out = String::with_capacity(ident.len() + 2);

@@ -244,21 +244,16 @@ impl TableLock {
         if self.tables.is_empty() {
             return Err(Error::config("a table lock needs at least one table"));
         }
-        let mut stmt = String::from("LOCK TABLE ");
-        for (i, t) in self.tables.iter().enumerate() {
-            t.check()?;
-            if i > 0 {
-                stmt.push_str(", ");
-            }
-            stmt.push_str(&t.to_string());
-        }
-        stmt.push_str(" IN ");
-        stmt.push_str(self.mode.as_sql());
-        stmt.push_str(" MODE");
-        if self.wait == Wait::Immediate {
-            stmt.push_str(" NOWAIT");
-        }
-        Ok(stmt)
+        let names = self
+            .tables
+            .iter()
+            .map(|t| t.check().map(|()| t.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(sql::lock_table(
+            &names,
+            self.mode.as_sql(),
+            self.wait == Wait::Immediate,
+        ))
     }
 
     /// Locks the tables in a transaction: on a fresh connection pglock opens one and
