@@ -17,6 +17,15 @@ use crate::sql;
 ///
 /// PostgreSQL does not record when a lock was granted; [`Holder::xact_start`] bounds
 /// it for transaction-level locks and [`Holder::backend_start`] for session locks.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let key = pglock_runtime::LockKey::string("nightly");
+/// for h in pglock_runtime::inspect().holders(key).await? {
+///     println!("{} ({}) holds it, {:?}", h.pid, h.application_name, h.state);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Holder {
@@ -137,6 +146,15 @@ pub(crate) async fn relation_holders(
 /// Timestamps are the server's; durations are computed against the server clock at
 /// the moment of the query ([`Backend::observed_at`]), so client clock skew does not
 /// distort them.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// for pair in pglock_runtime::inspect().blocking().await? {
+///     let b = &pair.blocking;
+///     println!("{} [{}] {:?} for {:?}: {}", b.pid, b.application_name, b.state, b.held_for(), b.query);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Backend {
@@ -226,6 +244,16 @@ impl Backend {
 }
 
 /// One row of `pg_locks`, with the backend that holds or awaits the lock.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// use pglock_runtime::{inspect, LockFilter};
+///
+/// for l in inspect().locks(&LockFilter::new().granted(false)).await? {
+///     println!("{} waits {:?} for {} on {:?}", l.pid(), l.wait_duration(), l.mode, l.relation);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockInfo {
@@ -379,6 +407,8 @@ impl LockFilter {
 }
 
 /// A backend waiting for a lock, and one backend it waits for.
+///
+/// See [`Inspector::blocking`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BlockingPair {
@@ -392,6 +422,20 @@ pub struct BlockingPair {
 }
 
 /// A node of the blocking tree: a backend and those waiting for it.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// fn print(n: &pglock_runtime::BlockingNode, depth: usize) {
+///     println!("{}{} {}", "  ".repeat(depth), n.backend.pid, n.backend.query);
+///     for child in &n.blocked {
+///         print(child, depth + 1);
+///     }
+/// }
+/// for root in pglock_runtime::inspect().tree().await? {
+///     print(&root, 0);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BlockingNode {
@@ -428,6 +472,13 @@ pub struct Inspector {
 }
 
 /// An [`Inspector`] of the `"default"` alias.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let held = pglock_runtime::inspect().advisory_locks().await?;
+/// let reports = pglock_runtime::inspect().using("reports").blocking().await?;
+/// # Ok(()) }
+/// ```
 pub fn inspect() -> Inspector {
     Inspector {
         alias: std::borrow::Cow::Borrowed(crate::registry::DEFAULT_ALIAS),
@@ -617,6 +668,14 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
 /// Builds the blocking forest from blocked → blocking pairs (for instance a
 /// filtered subset of [`Inspector::blocking`]): roots are backends that block
 /// others without waiting themselves; a cycle starts from its lowest pid.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let mut pairs = pglock_runtime::inspect().blocking().await?;
+/// pairs.retain(|p| p.blocking.application_name != "backup");
+/// let tree = pglock_runtime::blocking_tree(&pairs);
+/// # Ok(()) }
+/// ```
 pub fn blocking_tree(pairs: &[BlockingPair]) -> Vec<BlockingNode> {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     let mut children: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();

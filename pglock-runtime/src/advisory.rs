@@ -701,6 +701,17 @@ enum Target<'c> {
 /// transaction pglock opened is rolled back, in the background; if that fails the
 /// connection is closed rather than returned to the pool, so the lock never
 /// outlives its guard on a pooled connection.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let guard = pglock_runtime::advisory("rebuild-search-index").acquire().await?;
+/// guard.client().batch_execute("REINDEX TABLE documents").await?;
+/// if guard.is_lost() {
+///     eprintln!("lost the lock while reindexing");
+/// }
+/// guard.release().await?; // Err(LostBeforeRelease) if the session lost it
+/// # Ok(()) }
+/// ```
 #[must_use = "the lock is released when the guard is dropped; bind it with `let _guard = …`"]
 pub struct AdvisoryGuard<'c> {
     target: Option<Target<'c>>,

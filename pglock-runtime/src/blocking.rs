@@ -66,6 +66,13 @@ impl AdvisoryLock {
 
 /// A held advisory lock, for synchronous code. Dropping it releases the lock before
 /// the drop returns (blocking), or closes its connection if that fails.
+///
+/// ```no_run
+/// let guard = pglock_runtime::advisory(7).acquire_blocking()?;
+/// guard.connection().execute("UPDATE jobs SET owner = 'me' WHERE id = 7", &[])?;
+/// guard.release()?;
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped; bind it with `let _guard = …`"]
 pub struct BlockingGuard {
     inner: Option<AdvisoryGuard<'static>>,
@@ -171,6 +178,12 @@ pub fn connection_for(alias: &str) -> Result<BlockingConnection, Error> {
 
 /// A pooled connection with blocking methods. Returned to its pool (after the same
 /// cleanliness check as [`Connection`]) when the last handle is dropped.
+///
+/// ```no_run
+/// let db = pglock_runtime::blocking::connection()?;
+/// let n: i64 = db.query_one("SELECT count(*) FROM pg_locks", &[])?.get(0);
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BlockingConnection {
     conn: Connection,

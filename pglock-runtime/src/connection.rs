@@ -289,6 +289,12 @@ pub async fn connection() -> Result<Connection, Error> {
 
 /// Like [`connection`], for a registered alias.
 ///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let analytics = pglock_runtime::connection_for("analytics").await?;
+/// # Ok(()) }
+/// ```
+///
 /// # Errors
 ///
 /// As [`connection`].

@@ -18,6 +18,13 @@ use crate::scope::{self, Spec};
 use crate::{rt, sql};
 
 /// What the watchdog does to a blocker.
+///
+/// ```
+/// use pglock_runtime::{Prioritize, PrioritizeAction};
+///
+/// let gentle = Prioritize::new().action(PrioritizeAction::Cancel);
+/// # let _ = gentle;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PrioritizeAction {
     /// `pg_terminate_backend`: ends the session, releasing every lock it holds.
@@ -46,6 +53,15 @@ impl PrioritizeAction {
 }
 
 /// What the watchdog did (or, in a dry run, would have done) to one blocker.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let done = pglock_runtime::Prioritize::new().dry_run(true).run(async {}).await?;
+/// for a in &done.actions {
+///     println!("would have {:?} pid {} ({})", a.action, a.backend.pid, a.backend.query);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BlockerAction {
@@ -120,7 +136,8 @@ impl Default for Prioritize {
     }
 }
 
-/// The output of the protected work and what the watchdog did meanwhile.
+/// The output of the protected work and what the watchdog did meanwhile; see
+/// [`Prioritize::run`] for an example.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Prioritized<T> {

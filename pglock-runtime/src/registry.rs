@@ -14,6 +14,10 @@ use crate::error::{Error, ErrorKind};
 use crate::{rt, sql};
 
 /// The alias used when none is named.
+///
+/// ```
+/// assert_eq!(pglock_runtime::DEFAULT_ALIAS, "default");
+/// ```
 pub const DEFAULT_ALIAS: &str = "default";
 
 /// How to reach one database, and how many connections to keep for it.
@@ -184,6 +188,10 @@ pub fn register(alias: &str, config: Config) -> Result<(), Error> {
 
 /// Whether an alias is registered (for `"default"`: configured, explicitly or from
 /// `DATABASE_URL` by an earlier use).
+///
+/// ```
+/// assert!(!pglock_runtime::is_registered("never-registered"));
+/// ```
 pub fn is_registered(alias: &str) -> bool {
     registry()
         .read()

@@ -365,6 +365,14 @@ impl TableLock {
 /// [`commit`](TableGuard::commit) or [`rollback`](TableGuard::rollback); dropping the
 /// guard rolls back in the background. Inside a scope, the locks belong to the
 /// scope's transaction and the guard's methods end nothing.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// let guard = pglock_runtime::table_lock(["ledger"]).acquire().await?;
+/// guard.client().execute("INSERT INTO ledger VALUES (1)", &[]).await?;
+/// guard.commit().await?;
+/// # Ok(()) }
+/// ```
 #[must_use = "the transaction holding the table locks is rolled back when the guard is dropped"]
 pub struct TableGuard {
     conn: Option<Connection>,

@@ -15,6 +15,10 @@ use crate::sql;
 
 /// The largest `lock_timeout` PostgreSQL accepts (`INT_MAX` milliseconds, about
 /// 24.8 days).
+///
+/// ```
+/// assert_eq!(pglock_runtime::MAX_LOCK_TIMEOUT.as_millis(), 2_147_483_647);
+/// ```
 pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// Checks a duration used as a lock wait limit.
