@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use crate::activity::{advisory_holders, Holder};
+use crate::activity::advisory_holders;
 use crate::connection::{scope_or_checkout, Connection};
 use crate::error::{Error, ErrorKind};
 use crate::exec::{send_now, Exec, KeyParams};
@@ -410,7 +410,7 @@ pub(crate) async fn take_turn(
 /// and the acquisition did not already find them).
 pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
     let e = e.with_key(key);
-    if !e.is_not_acquired() || e.is_busy() {
+    if !e.is_not_acquired() {
         return e;
     }
     match advisory_holders(exec, key).await {
@@ -462,23 +462,11 @@ pub(crate) async fn lock(
         }
     };
     if wait == Wait::Immediate {
-        // One round trip, holders included when busy (see `sql::TRY_LOCK`).
-        let (c, o, sub) = key.pg_locks_ids();
-        let mut ps = p.with(&[(&session_pid, Type::INT4)]);
-        ps.extend_from_slice(&[(&c, Type::OID), (&o, Type::OID), (&sub, Type::INT2)]);
-        let rows = exec.query(sql::TRY_LOCK[k][x][s], &ps).await?;
-        let ok = match rows.first() {
-            Some(row) => row.get::<_, bool>(0),
-            None => return on_our_session(rows).map(drop),
-        };
-        return if ok {
+        let row = on_our_session(exec.query(sql::TRY_LOCK[k][x][s], &params(&[])).await?)?;
+        return if row.get::<_, bool>(0) {
             Ok(())
         } else {
-            let holders = rows
-                .iter()
-                .filter_map(|r| Holder::from_row_at(r, 1))
-                .collect();
-            Err(Error::new(ErrorKind::Busy, "").with_holders(holders))
+            Err(Error::new(ErrorKind::Busy, ""))
         };
     }
     let setting = wait.setting()?;

@@ -112,74 +112,31 @@ pub(crate) const LOCK_WITH_TIMEOUT: [[[&str; 2]; 2]; 2] = [
     ],
 ];
 
-/// The no-wait form of an acquisition, in one round trip: whether the lock was
-/// taken and, when it was not, the sessions holding it (one row each; a row of
-/// NULLs if they are already gone). The holder look-up runs only after a failed
-/// try (a `LATERAL` join on its result). Parameters: the key, the session guard
-/// (see [`LOCK`]; NULL for none), then the key's `classid`, `objid`, `objsubid`.
-macro_rules! try_lock {
-    ($call:literal, $guard:literal, $c:literal, $o:literal, $s:literal) => {
-        concat!(
-            "SELECT t.ok, h.* FROM (SELECT ",
-            $call,
-            " AS ok WHERE ",
-            $guard,
-            "::int4 IS NULL OR pg_backend_pid() = ",
-            $guard,
-            ") t LEFT JOIN LATERAL (SELECT a.pid, a.application_name, a.usename::text, \
-             host(a.client_addr), a.backend_start, a.xact_start, a.state_change, a.state, \
-             a.query, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE NOT t.ok AND l.locktype = 'advisory' AND l.granted \
-             AND l.pid <> pg_backend_pid() \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             AND l.classid = ",
-            $c,
-            " AND l.objid = ",
-            $o,
-            " AND l.objsubid = ",
-            $s,
-            ") h ON true"
-        )
-    };
-}
-
+/// The no-wait forms, returning whether the lock was taken. Session-level forms
+/// take the session guard of [`LOCK`] as their last parameter. (Folding the holder
+/// look-up into this statement was tried: the planner flattens the subquery, puts
+/// the try into a join filter that may run once per joined row, and scans
+/// `pg_locks` even when the try succeeds. The holders are a second statement, on
+/// the busy path only.)
 pub(crate) const TRY_LOCK: [[[&str; 2]; 2]; 2] = [
     [
         [
-            try_lock!("pg_try_advisory_lock($1)", "$2", "$3", "$4", "$5"),
-            try_lock!("pg_try_advisory_lock_shared($1)", "$2", "$3", "$4", "$5"),
+            "SELECT pg_try_advisory_lock($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
+            "SELECT pg_try_advisory_lock_shared($1) WHERE $2::int4 IS NULL OR pg_backend_pid() = $2",
         ],
         [
-            try_lock!("pg_try_advisory_xact_lock($1)", "$2", "$3", "$4", "$5"),
-            try_lock!(
-                "pg_try_advisory_xact_lock_shared($1)",
-                "$2",
-                "$3",
-                "$4",
-                "$5"
-            ),
+            "SELECT pg_try_advisory_xact_lock($1)",
+            "SELECT pg_try_advisory_xact_lock_shared($1)",
         ],
     ],
     [
         [
-            try_lock!("pg_try_advisory_lock($1, $2)", "$3", "$4", "$5", "$6"),
-            try_lock!(
-                "pg_try_advisory_lock_shared($1, $2)",
-                "$3",
-                "$4",
-                "$5",
-                "$6"
-            ),
+            "SELECT pg_try_advisory_lock($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
+            "SELECT pg_try_advisory_lock_shared($1, $2) WHERE $3::int4 IS NULL OR pg_backend_pid() = $3",
         ],
         [
-            try_lock!("pg_try_advisory_xact_lock($1, $2)", "$3", "$4", "$5", "$6"),
-            try_lock!(
-                "pg_try_advisory_xact_lock_shared($1, $2)",
-                "$3",
-                "$4",
-                "$5",
-                "$6"
-            ),
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            "SELECT pg_try_advisory_xact_lock_shared($1, $2)",
         ],
     ],
 ];
