@@ -216,6 +216,7 @@ impl AdvisoryLock {
             lock_timeout: None,
             prioritize: None,
             cancel_on_lost: self.cancel_on_lost,
+            holders: true,
         }
     }
 

@@ -110,7 +110,7 @@ impl Plan {
         self
     }
 
-    fn spec(&self) -> Spec {
+    fn spec(&self, holders: bool) -> Spec {
         Spec {
             alias: Cow::Borrowed(self.alias),
             lock: self.key.map(|key| LockSpec {
@@ -122,6 +122,7 @@ impl Plan {
             lock_timeout: self.lock_timeout,
             prioritize: self.prioritize.clone().map(|p| (p.using(self.alias), None)),
             cancel_on_lost: self.cancel_on_lost,
+            holders,
         }
     }
 
@@ -144,9 +145,14 @@ impl Plan {
     }
 }
 
+/// Whether a skipped call should look up who holds the lock: only to log them.
+fn skip_holders() -> bool {
+    tracing::enabled!(target: "pglock", tracing::Level::DEBUG)
+}
+
 /// `on_fail = raise` (and `#[lock_timeout]` / `#[prioritize]` alone), async.
 pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
-    match Box::pin(scope::run(plan.spec(), body, R::is_failure)).await {
+    match Box::pin(scope::run(plan.spec(true), body, R::is_failure)).await {
         Outcome::Ran(r) => r,
         Outcome::RanUndoFailed(r, e) => {
             plan.undo_failed(&e);
@@ -162,7 +168,7 @@ pub async fn raise<R: Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
 
 /// `on_fail = skip`, async.
 pub async fn skip<R: Skipped, F: Future<Output = R>>(plan: Plan, body: F) -> R {
-    match Box::pin(scope::run(plan.spec(), body, R::is_failure)).await {
+    match Box::pin(scope::run(plan.spec(skip_holders()), body, R::is_failure)).await {
         Outcome::Ran(r) => r,
         Outcome::RanUndoFailed(r, e) => {
             plan.undo_failed(&e);
@@ -197,7 +203,7 @@ impl std::fmt::Debug for SyncScope {
 
 /// Enters a scope for `on_fail = raise`; `Err(value)` is what to return at once.
 pub fn enter_raise<R: Raise>(plan: Plan) -> Result<SyncScope, R> {
-    match SyncActive::enter(plan.spec()) {
+    match SyncActive::enter(plan.spec(true)) {
         Ok(active) => Ok(SyncScope { active, plan }),
         Err(e) => Err(R::from_error(e)),
     }
@@ -205,7 +211,7 @@ pub fn enter_raise<R: Raise>(plan: Plan) -> Result<SyncScope, R> {
 
 /// Enters a scope for `on_fail = skip`; `Err(value)` is what to return at once.
 pub fn enter_skip<R: Skipped>(plan: Plan) -> Result<SyncScope, R> {
-    match SyncActive::enter(plan.spec()) {
+    match SyncActive::enter(plan.spec(skip_holders())) {
         Ok(active) => Ok(SyncScope { active, plan }),
         Err(e) => {
             plan.skipped(&e);

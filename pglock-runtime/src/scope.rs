@@ -29,6 +29,9 @@ pub(crate) struct Spec {
     pub(crate) prioritize: Option<(Prioritize, Option<Sink>)>,
     /// Drop the body if the heartbeat finds the lock lost.
     pub(crate) cancel_on_lost: bool,
+    /// Look up who holds the lock when it is busy (a second query). `on_fail =
+    /// skip` only logs them, so it asks only when that event is enabled.
+    pub(crate) holders: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +50,7 @@ impl Spec {
             lock_timeout: None,
             prioritize: None,
             cancel_on_lost: false,
+            holders: true,
         }
     }
 
@@ -196,7 +200,11 @@ impl Active {
                     self.applied = None; // a transaction-local value ends with it
                     exec.batch(sql::ROLLBACK).await?;
                 }
-                return Err(advisory::failed(exec, lock.key, e).await);
+                return Err(if spec.holders {
+                    advisory::failed(exec, lock.key, e).await
+                } else {
+                    e.with_key(lock.key)
+                });
             }
             self.lock = Some(lock);
             self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
