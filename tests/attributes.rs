@@ -615,3 +615,27 @@ async fn timeout_and_abort_around_annotated_calls_release() {
     t.abort();
     assert_released(&obs, LockKey::Int(key)).await;
 }
+
+#[lock_timeout("300ms")]
+#[advisory_lock(key = key)]
+async fn bounded_by_lock_timeout(key: i64) -> Result<(), Error> {
+    Ok(())
+}
+
+/// `#[lock_timeout]` bounds the acquisition also when the holder is a task of this
+/// process (the wait then happens in the in-process queue).
+#[tokio::test]
+async fn lock_timeout_bounds_a_wait_behind_a_local_holder() {
+    setup_owned();
+    let key = unique_key();
+    let holder = advisory(key).acquire().await.unwrap();
+    let started = std::time::Instant::now();
+    let err = within(10, "bounded", bounded_by_lock_timeout(key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(err.holders().len(), 1, "{err}");
+    holder.release().await.unwrap();
+    bounded_by_lock_timeout(key).await.unwrap();
+}

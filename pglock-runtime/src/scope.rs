@@ -54,6 +54,15 @@ impl Spec {
         }
     }
 
+    /// The scope's `lock_timeout`: its own, or a prioritize `timeout`.
+    pub(crate) fn effective_lock_timeout(&self) -> Option<Option<Duration>> {
+        self.lock_timeout.or_else(|| {
+            self.prioritize
+                .as_ref()
+                .and_then(|(p, _)| p.timeout.map(Some))
+        })
+    }
+
     pub(crate) fn lock_timeout(mut self, value: Option<Duration>) -> Spec {
         self.lock_timeout = Some(value);
         self
@@ -114,8 +123,14 @@ impl Active {
         let mut spec_wait = None;
         let mut turn = None;
         if let Some(lock) = spec.lock {
-            let (t, wait) =
-                advisory::take_turn(&spec.alias, lock.key, lock.shared, lock.wait).await?;
+            // A scope's lock_timeout bounds the acquisition too, including the time
+            // queued in the process: make it the lock's own wait.
+            let wait = match (lock.wait, spec.effective_lock_timeout()) {
+                (Wait::Inherit, Some(Some(d))) => Wait::Bounded(d),
+                (Wait::Inherit, Some(None)) => Wait::Forever,
+                (w, _) => w,
+            };
+            let (t, wait) = advisory::take_turn(&spec.alias, lock.key, lock.shared, wait).await?;
             turn = t;
             spec_wait = Some(wait);
         }
@@ -162,13 +177,7 @@ impl Active {
                 Txn::Unknown
             };
         }
-        // A prioritize `timeout` is the scope's lock_timeout unless one is given.
-        let lock_timeout = spec.lock_timeout.or_else(|| {
-            spec.prioritize
-                .as_ref()
-                .and_then(|(p, _)| p.timeout.map(Some))
-        });
-        if let Some(value) = lock_timeout {
+        if let Some(value) = spec.effective_lock_timeout() {
             let value = timeout::validate(value)?;
             if exec.is_pooled() && !self.own_txn && !advisory::in_transaction(exec).await? {
                 // A session setting would stay on whichever server session ran it.
@@ -301,8 +310,10 @@ impl Drop for Active {
             return;
         }
         // A nested scope on an outer scope's session: queue the undo statements, in
-        // order, behind whatever is in flight. The connection's return check closes
-        // it later if any of them did not take.
+        // order, behind whatever is in flight. Nobody checks their replies, so the
+        // connection must get the server-side return check, which closes it if any
+        // of them did not take.
+        let _ = self.conn.exposed();
         if self.own_txn {
             send_now(self.conn.batch_execute(sql::ROLLBACK));
         }
