@@ -245,3 +245,54 @@ async fn dropped_table_guard_rolls_back() {
         .get(0);
     assert_eq!(n, 0, "rolled back");
 }
+
+#[tokio::test]
+async fn try_acquire_and_blocking_forms() {
+    setup();
+    let obs = observer().await;
+    let t = table(&obs, "tryblk").await;
+    let holder = table_lock([t.as_str()]).acquire().await.unwrap();
+    assert!(table_lock([t.as_str()])
+        .no_wait()
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    holder.rollback().await.unwrap();
+    let g = table_lock([t.as_str()])
+        .no_wait()
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free");
+    g.commit().await.unwrap();
+
+    let t2 = t.clone();
+    tokio::task::spawn_blocking(move || {
+        let g = table_lock([t2.as_str()]).acquire_blocking().unwrap();
+        g.connection()
+            .execute(&format!("INSERT INTO {t2} VALUES (7)"), &[])
+            .unwrap();
+        g.commit().unwrap();
+        // Dropped without commit: rolled back before the drop returns.
+        let g = table_lock([t2.as_str()]).acquire_blocking().unwrap();
+        g.connection()
+            .execute(&format!("INSERT INTO {t2} VALUES (8)"), &[])
+            .unwrap();
+        drop(g);
+    })
+    .await
+    .unwrap();
+    let rows: Vec<i32> = obs
+        .query(&format!("SELECT x FROM {t} ORDER BY x"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![7],
+        "the committed row stays, the dropped guard's is rolled back"
+    );
+}

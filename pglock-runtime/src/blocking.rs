@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::key::LockKey;
 use crate::rt::block_on;
 use crate::scope::SyncActive;
+use crate::table::{TableGuard, TableLock};
 
 impl AdvisoryLock {
     /// The blocking form of [`acquire`](AdvisoryLock::acquire). Inside a sync scope
@@ -151,6 +152,81 @@ impl Drop for BlockingGuard {
         if let Err(e) = r {
             if !e.is_configuration() {
                 tracing::warn!(target: "pglock", error = %e, "releasing a dropped blocking guard failed");
+            }
+        }
+    }
+}
+
+impl TableLock {
+    /// The blocking form of [`acquire`](TableLock::acquire).
+    ///
+    /// ```no_run
+    /// let guard = pglock_runtime::table_lock(["ledger"]).acquire_blocking()?;
+    /// guard.connection().execute("INSERT INTO ledger VALUES (1)", &[])?;
+    /// guard.commit()?;
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](TableLock::acquire).
+    pub fn acquire_blocking(&self) -> Result<BlockingTableGuard, Error> {
+        block_on(self.acquire()).map(|g| BlockingTableGuard { inner: Some(g) })
+    }
+}
+
+/// Table locks held in a transaction pglock opened, for synchronous code. Dropping
+/// it rolls the transaction back before the drop returns.
+#[must_use = "the transaction holding the table locks is rolled back when the guard is dropped"]
+#[derive(Debug)]
+pub struct BlockingTableGuard {
+    inner: Option<TableGuard>,
+}
+
+impl BlockingTableGuard {
+    /// The connection holding the locks.
+    pub fn connection(&self) -> BlockingConnection {
+        BlockingConnection {
+            conn: self
+                .inner
+                .as_ref()
+                .expect("present until consumed")
+                .connection()
+                .clone(),
+        }
+    }
+
+    /// Commits, releasing the table locks.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableGuard::commit`].
+    pub fn commit(mut self) -> Result<(), Error> {
+        block_on(self.inner.take().expect("present until consumed").commit())
+    }
+
+    /// Rolls back, releasing the table locks.
+    ///
+    /// # Errors
+    ///
+    /// As [`TableGuard::rollback`].
+    pub fn rollback(mut self) -> Result<(), Error> {
+        block_on(
+            self.inner
+                .take()
+                .expect("present until consumed")
+                .rollback(),
+        )
+    }
+}
+
+impl Drop for BlockingTableGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.inner.take() {
+            if let Err(e) = block_on(g.rollback()) {
+                if e.kind() != crate::ErrorKind::Usage {
+                    tracing::warn!(target: "pglock", error = %e, "rolling back a dropped table guard failed");
+                }
             }
         }
     }

@@ -293,6 +293,29 @@ impl TableLock {
         }
     }
 
+    /// Like [`acquire`](TableLock::acquire), but `Ok(None)` when a conflicting lock
+    /// is held elsewhere ([`ErrorKind::Busy`] or [`ErrorKind::LockTimeout`]).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// match pglock_runtime::table_lock(["reports"]).no_wait().try_acquire().await? {
+    ///     Some(guard) => guard.commit().await?,
+    ///     None => println!("someone is using `reports`; try later"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Every other failure of [`acquire`](TableLock::acquire).
+    pub async fn try_acquire(&self) -> Result<Option<TableGuard>, Error> {
+        match self.acquire().await {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.is_not_acquired() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Locks the tables in the caller's transaction; they stay locked until it
     /// ends. A failure leaves the transaction usable (the attempt runs in a
     /// savepoint).
