@@ -723,3 +723,73 @@ async fn bounded_waits_include_the_in_process_queue() {
     tx.send(()).unwrap();
     head.await.unwrap().unwrap();
 }
+
+/// `Config::pipelined_release`: the call returns before the unlock's reply; the
+/// lock is still released, mutual exclusion holds, and a lock lost before release
+/// closes the session instead of returning it to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_release() {
+    setup();
+    pglock_runtime::register(
+        "pipelined",
+        pglock_runtime::Config::from_url(url())
+            .unwrap()
+            .pipelined_release(true),
+    )
+    .unwrap();
+    let obs = observer().await;
+    let key = unique_key();
+    advisory(key)
+        .using("pipelined")
+        .run(async {})
+        .await
+        .unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+
+    let inside = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let inside = inside.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    advisory(key)
+                        .using("pipelined")
+                        .run(async {
+                            assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            inside.store(false, Ordering::SeqCst);
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        within(60, "pipelined tasks", t).await.unwrap();
+    }
+    assert_released(&obs, LockKey::Int(key)).await;
+
+    // Lost before release: reported as an event, and the session is closed.
+    let pid = advisory(key)
+        .using("pipelined")
+        .run(async {
+            let db = pglock_runtime::connection_for("pipelined").await.unwrap();
+            db.batch_execute("SELECT pg_advisory_unlock_all()")
+                .await
+                .unwrap();
+            db.backend_pid()
+        })
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if backend_state(&obs, pid).await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        backend_state(&obs, pid).await.is_none(),
+        "the session was closed"
+    );
+}

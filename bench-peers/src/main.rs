@@ -35,6 +35,11 @@ async fn annotated() -> Result<(), pglock_runtime::Error> {
     Ok(())
 }
 
+#[pglock_runtime::advisory_lock(key = 0x7E58_0000_0005_i64, using = "pipelined")]
+async fn annotated_pipelined() -> Result<(), pglock_runtime::Error> {
+    Ok(())
+}
+
 async fn run(url: String, n: usize) {
     // Raw tokio-postgres on this runtime.
     let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
@@ -52,6 +57,11 @@ async fn run(url: String, n: usize) {
 
     // pglock.
     pglock_runtime::register("default", pglock_runtime::Config::from_url(&url).unwrap()).unwrap();
+    pglock_runtime::register(
+        "pipelined",
+        pglock_runtime::Config::from_url(&url).unwrap().pipelined_release(true),
+    )
+    .unwrap();
     let pglock_guard_us = sample(n, || async {
         pglock_runtime::advisory(0x7E58_0000_0003_i64)
             .acquire()
@@ -63,6 +73,7 @@ async fn run(url: String, n: usize) {
     })
     .await;
     let pglock_attr_us = sample(n, || async { annotated().await.unwrap() }).await;
+    let pglock_pipe_us = sample(n, || async { annotated_pipelined().await.unwrap() }).await;
 
     // sqlx: PgAdvisoryLock on a pooled connection, acquire + release.
     let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
@@ -78,10 +89,12 @@ async fn run(url: String, n: usize) {
     println!("{:<44} {:>9.1}", "raw tokio-postgres lock+unlock", raw_us);
     println!("{:<44} {:>9.1}", "pglock guard acquire+release", pglock_guard_us);
     println!("{:<44} {:>9.1}", "pglock annotated empty async fn", pglock_attr_us);
+    println!("{:<44} {:>9.1}", "pglock annotated, pipelined release", pglock_pipe_us);
     println!("{:<44} {:>9.1}", "sqlx PgAdvisoryLock acquire+release_now", sqlx_us);
     println!();
     println!("pglock guard / sqlx      {:.2}  (target ≤ 0.6)", pglock_guard_us / sqlx_us);
     println!("pglock annotated / sqlx  {:.2}  (target ≤ 0.6)", pglock_attr_us / sqlx_us);
+    println!("pglock pipelined / sqlx  {:.2}  (target ≤ 0.6)", pglock_pipe_us / sqlx_us);
     println!("sqlx / raw               {:.2}", sqlx_us / raw_us);
 }
 

@@ -106,6 +106,11 @@ async fn annotated_empty() -> Result<(), Error> {
     Ok(())
 }
 
+#[advisory_lock(key = KEY + 5, using = "pipelined")]
+async fn annotated_pipelined() -> Result<(), Error> {
+    Ok(())
+}
+
 #[advisory_lock(key = KEY + 2, xact)]
 async fn annotated_xact() -> Result<(), Error> {
     Ok(())
@@ -130,7 +135,13 @@ fn annotated_sync() -> Result<(), Error> {
 pub async fn run(url: &str, s: Settings) -> Report {
     let mut config: tokio_postgres::Config = url.parse().expect("valid URL");
     config.application_name("pglock-bench");
-    pglock_runtime::register("default", Config::new(config).max_size(80)).expect("register");
+    pglock_runtime::register("default", Config::new(config.clone()).max_size(80))
+        .expect("register");
+    pglock_runtime::register(
+        "pipelined",
+        Config::new(config).max_size(8).pipelined_release(true),
+    )
+    .expect("register");
     let mut r = Report::default();
     let mut push = |name, (value, p90): (f64, f64)| {
         r.rows.push(Row {
@@ -192,6 +203,13 @@ pub async fn run(url: &str, s: Settings) -> Report {
     push(
         "annotated async fn",
         latency(s.iterations, || async { annotated_empty().await.unwrap() }).await,
+    );
+    push(
+        "annotated async fn, pipelined release",
+        latency(s.iterations, || async {
+            annotated_pipelined().await.unwrap()
+        })
+        .await,
     );
     push(
         "annotated xact",
@@ -315,6 +333,13 @@ fn verdicts(r: &mut Report) {
         (
             "annotated call / pool SELECT 1",
             ratio("annotated async fn", "pool SELECT 1"),
+            "≤ 1.2",
+            1.2,
+            true,
+        ),
+        (
+            "annotated call, pipelined / pool SELECT 1",
+            ratio("annotated async fn, pipelined release", "pool SELECT 1"),
             "≤ 1.2",
             1.2,
             true,

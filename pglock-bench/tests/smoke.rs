@@ -12,7 +12,7 @@ async fn every_measurement_runs() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), 27, "{:?}", report.rows);
+    assert_eq!(report.rows.len(), 28, "{:?}", report.rows);
     assert!(
         report
             .rows
@@ -21,7 +21,7 @@ async fn every_measurement_runs() {
         "{:?}",
         report.rows
     );
-    assert_eq!(report.verdicts.len(), 5);
+    assert_eq!(report.verdicts.len(), 6);
     assert_eq!(
         report
             .rows

@@ -88,6 +88,10 @@ impl Connection {
         &self.shared.alias.name
     }
 
+    pub(crate) fn pipelined_release(&self) -> bool {
+        self.shared.alias.pipelined_release()
+    }
+
     pub(crate) fn heartbeat_interval(&self) -> Option<std::time::Duration> {
         self.shared.alias.heartbeat()
     }

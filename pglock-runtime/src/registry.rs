@@ -39,6 +39,7 @@ pub struct Config {
     allow_standby: bool,
     heartbeat: Option<Duration>,
     transaction_pooling: bool,
+    pipelined_release: bool,
 }
 
 impl fmt::Debug for Config {
@@ -52,6 +53,7 @@ impl fmt::Debug for Config {
             .field("allow_standby", &self.allow_standby)
             .field("heartbeat", &self.heartbeat)
             .field("transaction_pooling", &self.transaction_pooling)
+            .field("pipelined_release", &self.pipelined_release)
             .finish()
     }
 }
@@ -73,6 +75,7 @@ impl Config {
             allow_standby: false,
             heartbeat: Some(Duration::from_secs(1)),
             transaction_pooling: false,
+            pipelined_release: false,
         }
     }
 
@@ -140,6 +143,21 @@ impl Config {
     /// on another server session, and fails the same way.
     pub fn transaction_pooling(mut self, pooled: bool) -> Config {
         self.transaction_pooling = pooled;
+        self
+    }
+
+    /// Releases the session lock of an annotated call (or [`AdvisoryLock::run`])
+    /// without waiting for the server's reply: the call returns after one round
+    /// trip (the lock) instead of two. The unlock still runs, in order, before the
+    /// connection serves anyone else, and its answer is still checked, but a lock
+    /// found lost at release is then reported as an error *event* (and the session
+    /// closed) rather than as the call's `Err(LostBeforeRelease)`. Losses while the
+    /// body runs are still caught by the heartbeat. Guards' explicit `release()`
+    /// always waits. Off by default.
+    ///
+    /// [`AdvisoryLock::run`]: crate::AdvisoryLock::run
+    pub fn pipelined_release(mut self, pipelined: bool) -> Config {
+        self.pipelined_release = pipelined;
         self
     }
 
@@ -312,6 +330,10 @@ impl Alias {
 
     pub(crate) fn heartbeat(&self) -> Option<Duration> {
         self.config.heartbeat
+    }
+
+    pub(crate) fn pipelined_release(&self) -> bool {
+        self.config.pipelined_release
     }
 
     /// Pool status: (open connections, idle connections).

@@ -263,6 +263,28 @@ impl Active {
             }
         }
         if let Some(lock) = self.lock.take() {
+            if !lock.xact
+                && self.fresh
+                && first.is_none()
+                && self.applied.is_none()
+                && self.conn.pipelined_release()
+            {
+                // Nothing else to undo: unlock in the background; the connection
+                // is given up once the reply is in. The next task queued for the
+                // key may go to the server at once: the server orders its lock
+                // after this unlock.
+                let conn = self.conn.clone();
+                self.turn = None;
+                rt::spawn(async move {
+                    let exec = Exec::pooled(&conn);
+                    if let Err(e) = advisory::unlock(exec, lock.key, lock.shared).await {
+                        tracing::error!(target: "pglock", key = %lock.key, error = %e,
+                            "pipelined release failed");
+                        conn.discard();
+                    }
+                });
+                return watchdog;
+            }
             if !lock.xact {
                 let mut r = advisory::unlock(exec, lock.key, lock.shared).await;
                 if self.fresh && r.as_ref().is_err_and(timeout::is_aborted) {
