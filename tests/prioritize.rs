@@ -57,12 +57,7 @@ async fn advisory_lock_blocker_is_terminated() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let blocker = session("advisory-holder").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = advisory_holder("advisory-holder", key).await;
 
     let done = within(
         20,
@@ -175,12 +170,7 @@ async fn young_blockers_are_spared_by_min_blocker_age() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let blocker = session("young").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = advisory_holder("young", key).await;
     let done = Prioritize::new()
         .interval(ms(100))
         .min_blocker_age(Duration::from_secs(60))
@@ -247,12 +237,7 @@ async fn dry_run_reports_but_kills_nothing() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let blocker = session("dry").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = advisory_holder("dry", key).await;
     let done = Prioritize::new()
         .interval(ms(100))
         .dry_run(true)
@@ -274,12 +259,7 @@ async fn application_name_and_user_filters() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let blocker = session("protected-service").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (blocker, blocker_pid) = advisory_holder("protected-service", key).await;
     for p in [
         Prioritize::new().deny_application_names(["protected-service"]),
         Prioritize::new().allow_application_names(["someone-else"]),

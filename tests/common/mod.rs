@@ -199,6 +199,17 @@ pub async fn session_at(url: &str, application_name: &str) -> Client {
     client
 }
 
+/// A plain session named `application_name` holding the advisory lock `key`, and
+/// its backend pid.
+pub async fn advisory_holder(application_name: &str, key: i64) -> (Client, i32) {
+    let s = session(application_name).await;
+    let p = pid(&s).await;
+    s.execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .expect("the holder takes the lock");
+    (s, p)
+}
+
 /// The backend pid of a session.
 pub async fn pid(client: &Client) -> i32 {
     client
