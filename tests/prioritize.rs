@@ -259,7 +259,7 @@ async fn application_name_and_user_filters() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let (blocker, blocker_pid) = advisory_holder("protected-service", key).await;
+    let (_blocker, blocker_pid) = advisory_holder("protected-service", key).await;
     for p in [
         Prioritize::new().deny_application_names(["protected-service"]),
         Prioritize::new().allow_application_names(["someone-else"]),
