@@ -1,4 +1,4 @@
-//! `cargo run --release -p pglock-bench [-- --iterations N --ops N]`
+//! `cargo run --release -p pglock-bench [-- --iterations N --ops N --json]`
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -15,11 +15,16 @@ async fn main() {
         iterations: arg("--iterations", 2000),
         ops_per_task: arg("--ops", 300),
     };
+    let json = std::env::args().any(|a| a == "--json");
     let url = pglock_testkit::database_url();
     // On a runtime worker, like application code: a raw client and its connection
     // task can then share a thread, which is the wire's best case.
     let report = tokio::spawn(async move { pglock_bench::run(&url, settings).await })
         .await
         .expect("benchmark task");
-    pglock_bench::print(&report);
+    if json {
+        println!("{}", pglock_bench::to_json(&report));
+    } else {
+        pglock_bench::print(&report);
+    }
 }

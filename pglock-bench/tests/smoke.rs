@@ -12,15 +12,26 @@ async fn every_measurement_runs() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), 28, "{:?}", report.rows);
+    assert_eq!(report.rows.len(), 45, "{:?}", report.rows);
     assert!(
         report
             .rows
             .iter()
-            .all(|r| r.value.is_finite() && r.value > 0.0),
+            .all(|r| r.value.is_finite() && r.value >= 0.0),
         "{:?}",
         report.rows
     );
+    assert_eq!(report.wire.len(), 13, "{:?}", report.wire);
+    assert!(
+        report
+            .wire
+            .iter()
+            .all(|w| w.turns.is_finite() && w.syncs.is_finite() && w.critical_path.is_finite()),
+        "{:?}",
+        report.wire
+    );
+    // The wire counter sees the baseline's single statement.
+    assert_eq!(report.wire[0].syncs, 1.0, "{:?}", report.wire[0]);
     assert_eq!(report.verdicts.len(), 6);
     assert_eq!(
         report
@@ -32,4 +43,5 @@ async fn every_measurement_runs() {
         1000.0
     );
     pglock_bench::print(&report);
+    assert!(pglock_bench::to_json(&report).contains("\"verdicts\""));
 }
