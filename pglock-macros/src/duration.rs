@@ -1,7 +1,6 @@
 //! Durations written in attribute arguments: `0`, `1.5` (seconds), `"250ms"`,
 //! `"2s"`, `"1m30s"`, or `none`. Checked and converted at compile time.
 
-use proc_macro2::Span;
 use syn::{Expr, ExprLit, ExprUnary, Lit, UnOp};
 
 /// A parsed duration argument.
@@ -16,10 +15,10 @@ pub(crate) enum DurationArg {
 const UNITS: &str = "`ms`, `s`, `m`, `h` (also `us`, `ns`, `d`)";
 
 /// Parses a duration expression; the error message says what to write instead.
-pub(crate) fn parse(expr: &Expr) -> Result<(DurationArg, Span), syn::Error> {
+pub(crate) fn parse(expr: &Expr) -> Result<DurationArg, syn::Error> {
     let span = syn::spanned::Spanned::span(expr);
     match expr {
-        Expr::Path(p) if p.path.is_ident("none") => Ok((DurationArg::None, span)),
+        Expr::Path(p) if p.path.is_ident("none") => Ok(DurationArg::None),
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
         }) => {
@@ -27,7 +26,7 @@ pub(crate) fn parse(expr: &Expr) -> Result<(DurationArg, Span), syn::Error> {
                 .base10_parse()
                 .map_err(|_| syn::Error::new(span, "this duration is too large"))?;
             secs.checked_mul(1_000_000_000)
-                .map(|n| (DurationArg::Nanos(n), span))
+                .map(DurationArg::Nanos)
                 .ok_or_else(|| syn::Error::new(span, "this duration is too large"))
         }
         Expr::Lit(ExprLit {
@@ -37,12 +36,12 @@ pub(crate) fn parse(expr: &Expr) -> Result<(DurationArg, Span), syn::Error> {
             if !secs.is_finite() || secs > 1.0e9 {
                 return Err(syn::Error::new(span, "this duration is too large"));
             }
-            Ok((DurationArg::Nanos((secs * 1e9).round() as u64), span))
+            Ok(DurationArg::Nanos((secs * 1e9).round() as u64))
         }
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
         }) => parse_str(&s.value())
-            .map(|n| (DurationArg::Nanos(n), span))
+            .map(DurationArg::Nanos)
             .map_err(|msg| syn::Error::new(span, msg)),
         Expr::Unary(ExprUnary {
             op: UnOp::Neg(_), ..
@@ -121,9 +120,7 @@ mod tests {
     use super::*;
 
     fn p(src: &str) -> Result<DurationArg, String> {
-        parse(&syn::parse_str(src).unwrap())
-            .map(|d| d.0)
-            .map_err(|e| e.to_string())
+        parse(&syn::parse_str(src).unwrap()).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Code generation: build a `Plan` value and hand the body to one runtime
 //! function. SQL, retries and timing all live in the runtime.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Block, Expr, ItemFn, ReturnType, Stmt};
+use syn::{Attribute, Block, Expr, ItemFn, ReturnType, Signature, Stmt, Type, Visibility};
 
 use crate::attr::{self, Args, Kind, OnFail};
 use crate::ctxt::Ctxt;
@@ -16,17 +18,55 @@ use crate::valid::{self, Checked};
 /// resolved, so `use pglock_runtime::advisory_lock;` is not reported unused.
 const COLLECTED: &str = "__pglock_collected";
 
-/// Entry point shared by the three attributes.
-pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    if args.to_string() == COLLECTED {
+/// `#[advisory_lock(…)]`
+pub(crate) fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::AdvisoryLock, args, item)
+}
+
+/// `#[lock_timeout(…)]`
+pub(crate) fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::LockTimeout, args, item)
+}
+
+/// `#[prioritize(…)]`
+pub(crate) fn prioritize(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::Prioritize, args, item)
+}
+
+/// A function whose body may not parse (the user is typing): attributes,
+/// visibility, signature, then a brace-delimited group.
+struct FnShape;
+
+impl Parse for FnShape {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Signature>()?;
+        match input.parse::<TokenTree>()? {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace && input.is_empty() => {
+                Ok(FnShape)
+            }
+            other => Err(syn::Error::new(other.span(), "expected a function body")),
+        }
+    }
+}
+
+fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    if is_collected(&args) {
         return item;
     }
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
+        // A function whose body does not parse yet: give it back untouched, so
+        // that rustc reports the syntax error where it is, and nothing else.
+        Err(_) if syn::parse2::<FnShape>(item.clone()).is_ok() => return item,
         Err(_) => {
             let e = syn::Error::new(
                 Span::call_site(),
-                format!("`#[{}]` can only be used on functions", kind.name()),
+                format!(
+                    "`#[{}]` can only be used on functions (a `fn` item with a body)",
+                    kind.name()
+                ),
             )
             .to_compile_error();
             return quote!(#e #item);
@@ -35,39 +75,9 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
     let cx = Ctxt::default();
     let mut all = Args::default();
     attr::parse_into(&cx, &mut all, kind, args, Span::call_site());
-    // Collect the other pglock attributes of this function: whichever expands
-    // first generates for all of them, so written order never changes meaning.
-    let mut rest = Vec::with_capacity(func.attrs.len());
-    for a in std::mem::take(&mut func.attrs) {
-        match valid::pglock_kind(&a) {
-            Some(_) if matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string() == COLLECTED) =>
-            {
-                rest.push(a);
-            }
-            Some(k) => {
-                let path = a.path().clone();
-                let marker = syn::Ident::new(COLLECTED, Span::call_site());
-                rest.push(syn::parse_quote!(#[#path(#marker)]));
-                let tokens = match &a.meta {
-                    syn::Meta::List(l) => l.tokens.clone(),
-                    syn::Meta::Path(_) => TokenStream::new(),
-                    syn::Meta::NameValue(nv) => {
-                        cx.error_spanned_by(nv, format!("write `#[{}(…)]`", k.name()));
-                        continue;
-                    }
-                };
-                let name_span = a
-                    .path()
-                    .segments
-                    .last()
-                    .map_or_else(Span::call_site, |s| s.ident.span());
-                attr::parse_into(&cx, &mut all, k, tokens, name_span);
-            }
-            None => rest.push(a),
-        }
-    }
-    func.attrs = rest;
-    match valid::check(&cx, all, &func) {
+    collect_stacked(&cx, &mut all, &mut func);
+    let is_async = func.sig.asyncness.is_some() || async_trait_body(&mut func).is_some();
+    match valid::check(&cx, all, &func.sig, is_async) {
         Some(checked) if !cx.has_errors() => generate(&checked, func),
         _ => {
             // Always emit the function, so that the rest of the crate (and
@@ -78,38 +88,102 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
     }
 }
 
-/// The narrow set of lints generated code must not trigger in user crates.
-fn allows() -> TokenStream {
-    quote!(#[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)])
+fn is_collected(args: &TokenStream) -> bool {
+    let mut it = args.clone().into_iter();
+    matches!((it.next(), it.next()), (Some(TokenTree::Ident(i)), None) if i == COLLECTED)
 }
 
-fn duration(d: Option<DurationArg>) -> TokenStream {
+/// Parses the other pglock attributes of `func` into `all` and leaves inert
+/// markers in their place: whichever attribute expands first generates for all
+/// of them, so written order never changes meaning.
+fn collect_stacked(cx: &Ctxt, all: &mut Args, func: &mut ItemFn) {
+    for a in &mut func.attrs {
+        let Some(kind) = valid::pglock_kind(a) else {
+            continue;
+        };
+        let tokens = match &a.meta {
+            syn::Meta::List(l) if is_collected(&l.tokens) => continue,
+            syn::Meta::List(l) => l.tokens.clone(),
+            syn::Meta::Path(_) => TokenStream::new(),
+            syn::Meta::NameValue(nv) => {
+                cx.error_spanned_by(
+                    nv.eq_token,
+                    format!(
+                        "write `#[{}(…)]`, with the arguments in parentheses",
+                        kind.name()
+                    ),
+                );
+                TokenStream::new()
+            }
+        };
+        let path = a.path().clone();
+        let name_span = path
+            .segments
+            .last()
+            .map_or_else(Span::call_site, |s| s.ident.span());
+        attr::parse_into(cx, all, kind, tokens, name_span);
+        let marker = syn::Ident::new(COLLECTED, Span::call_site());
+        *a = syn::parse_quote_spanned!(a.span()=> #[#path(#marker)]);
+    }
+}
+
+/// Every `#[allow]` generated code carries, in one place. None of them covers a
+/// token of the user's code.
+enum Allow {
+    /// `return __pglock_scope.exit(__pglock_value);` after a body that always
+    /// returns early (as `#[tokio::test]`'s expansion does).
+    Exit,
+    /// The fake return edge (`if false { return unreachable!() }`).
+    FakeReturn,
+}
+
+fn allow(site: Allow) -> TokenStream {
+    match site {
+        Allow::Exit => quote!(#[allow(unreachable_code, clippy::needless_return)]),
+        Allow::FakeReturn => quote! {
+            #[allow(
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::let_with_type_underscore,
+                clippy::needless_return
+            )]
+        },
+    }
+}
+
+fn duration(d: DurationArg) -> TokenStream {
     match d {
-        None | Some(DurationArg::None) => quote!(::core::option::Option::None),
-        Some(DurationArg::Nanos(n)) => {
+        DurationArg::None => quote!(::core::option::Option::None),
+        DurationArg::Nanos(n) => {
             quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#n)))
         }
     }
 }
 
-fn plan(c: &Checked, func: &ItemFn) -> TokenStream {
+fn nanos(n: u64) -> TokenStream {
+    quote!(::core::time::Duration::from_nanos(#n))
+}
+
+/// The `Plan` value describing this function's scope.
+fn plan(c: &Checked, name: &str) -> TokenStream {
     let krate = &c.krate;
-    let name = func.sig.ident.to_string();
-    let mut p = quote! {
-        #krate::__private::Plan::new(::core::concat!(::core::module_path!(), "::", #name))
-    };
+    let private = quote!(#krate::__private);
+    let path = quote!(::core::concat!(::core::module_path!(), "::", #name));
+    let mut p = quote!(#private::Plan::new(#path));
     if let Some(alias) = &c.alias {
         p.extend(quote!(.using(#alias)));
     }
     if let Some(a) = &c.advisory {
         let hash = format_ident!("{}", a.hash);
+        // The key expression keeps its spans: a type without `ToLockKey` is
+        // reported on it.
         let key = match &a.key {
-            Some(k) => quote_spanned!(syn::spanned::Spanned::span(k)=> &(#k)),
-            None => quote!(::core::concat!(::core::module_path!(), "::", #name)),
+            Some(k) => quote_spanned!(k.span()=> &(#k)),
+            None => path,
         };
-        p.extend(quote! {
-            .advisory(#krate::__private::key(#key, #krate::__private::KeyHash::#hash))
-        });
+        p.extend(quote!(.advisory(#private::key(#key, #private::KeyHash::#hash))));
         if a.shared {
             p.extend(quote!(.shared()));
         }
@@ -117,7 +191,7 @@ fn plan(c: &Checked, func: &ItemFn) -> TokenStream {
             p.extend(quote!(.xact()));
         }
         if let Some(t) = a.timeout {
-            let t = duration(Some(t));
+            let t = duration(t);
             p.extend(quote!(.timeout(#t)));
         }
         if a.cancel_on_lost {
@@ -125,24 +199,24 @@ fn plan(c: &Checked, func: &ItemFn) -> TokenStream {
         }
     }
     if let Some(t) = c.lock_timeout {
-        let t = duration(Some(t));
+        let t = duration(t);
         p.extend(quote!(.lock_timeout(#t)));
     }
     if let Some(pr) = &c.prioritize {
-        let mut w = quote!(#krate::__private::Prioritize::new());
+        let mut w = quote!(#private::Prioritize::new());
         if let Some(i) = pr.interval {
-            let i = duration(Some(i));
-            w.extend(quote!(.interval(::core::option::Option::unwrap_or_default(#i))));
+            let i = nanos(i);
+            w.extend(quote!(.interval(#i)));
         }
         if let Some(b) = pr.periodic {
             w.extend(quote!(.periodic(#b)));
         }
         if pr.cancel {
-            w.extend(quote!(.action(#krate::__private::PrioritizeAction::Cancel)));
+            w.extend(quote!(.action(#private::PrioritizeAction::Cancel)));
         }
         if let Some(m) = pr.min_blocker_age {
-            let m = duration(Some(m));
-            w.extend(quote!(.min_blocker_age(::core::option::Option::unwrap_or_default(#m))));
+            let m = nanos(m);
+            w.extend(quote!(.min_blocker_age(#m)));
         }
         if let Some(n) = pr.max_kills {
             w.extend(quote!(.max_kills(#n)));
@@ -151,7 +225,7 @@ fn plan(c: &Checked, func: &ItemFn) -> TokenStream {
             w.extend(quote!(.dry_run(true)));
         }
         if let Some(t) = pr.timeout {
-            let t = duration(Some(t));
+            let t = duration(t);
             w.extend(quote!(.timeout(#t)));
         }
         p.extend(quote!(.prioritize(#w)));
@@ -159,94 +233,46 @@ fn plan(c: &Checked, func: &ItemFn) -> TokenStream {
     p
 }
 
-fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
-    let krate = &c.krate;
-    let plan = plan(c, &func);
-    let allows = allows();
-    let plan_ident = Ident::new("__pglock_plan");
-    let raise = c.on_fail == OnFail::Raise;
-    let run = if raise { quote!(raise) } else { quote!(skip) };
-    // Type errors about the return type point at the declared return type: every
-    // token of the called path carries its span (a path's span is its first token's).
-    let run_fn = respan(quote!(#krate::__private::#run), c.return_span);
-
-    if let Some(inner) = async_trait_body(&mut func.block) {
-        // `#[async_trait]` has already turned the method into a function returning
-        // `Box::pin(async move { … })`: wrap that inner future.
-        let body = std::mem::replace(inner, syn::parse_quote!({}));
-        *inner = syn::parse_quote! {{
-            #allows
-            let #plan_ident = #plan;
-            #run_fn(#plan_ident, async move #body).await
-        }};
-        return func.into_token_stream();
-    }
-
-    // Inner attributes (`#![allow(..)]`) are in `func.attrs`; `ItemFn` prints them
-    // first inside the new body.
-    let stmts = std::mem::take(&mut func.block.stmts);
-    // The user's body keeps a block of its own (tracing #3306).
-    let body = Block {
-        brace_token: func.block.brace_token,
-        stmts,
-    };
-    if func.sig.asyncness.is_some() {
-        let fake = fake_return(&func.sig.output);
-        func.block = Box::new(syn::parse_quote! {{
-            #allows
-            let #plan_ident = #plan;
-            #run_fn(#plan_ident, async move {
-                #fake
-                #body
-            })
-            .await
-        }});
-        return func.into_token_stream();
-    }
-
-    // A plain function: an RAII scope, no closure around the body. Every `return`
-    // of the body leaves through the scope, so an early `return Ok(..)` commits.
-    let scope = Ident::new("__pglock_scope");
-    let value = Ident::new("__pglock_value");
-    let (enter, exit) = if raise {
-        (quote!(enter_raise), quote!(exit_raise))
-    } else {
-        (quote!(enter_skip), quote!(exit_skip))
-    };
-    let enter_fn = respan(quote!(#krate::__private::#enter), c.return_span);
-    let mut body = body;
-    ReturnRewriter {
-        scope: scope.clone(),
-        exit: exit.clone(),
-    }
-    .visit_block_mut(&mut body);
-    func.block = Box::new(syn::parse_quote! {{
-        #allows
-        let #plan_ident = #plan;
-        #allows
-        let #scope = match #enter_fn(#plan_ident) {
-            ::core::result::Result::Ok(scope) => scope,
-            ::core::result::Result::Err(skipped) => return skipped,
-        };
-        #allows
-        let #value = #body;
-        // Unreachable when the body always returns early (as `#[tokio::test]`'s
-        // expansion does): not the user's concern.
-        #[allow(unreachable_code, clippy::needless_return)]
-        return #scope.#exit(#value);
-    }});
-    func.into_token_stream()
+/// `Span::mixed_site()` identifiers for generated locals: they never see, nor
+/// shadow, the user's.
+fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
 }
 
-/// `tokens` with every span set to `span`.
+/// The declared return type as generated code can write it inside the body:
+/// `impl Trait` becomes `_` (tracing's `erase_impl_trait`), no return type `()`.
+fn return_type(sig: &Signature) -> TokenStream {
+    struct EraseImplTrait;
+    impl VisitMut for EraseImplTrait {
+        fn visit_type_mut(&mut self, t: &mut Type) {
+            if let Type::ImplTrait(i) = t {
+                *t = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](i.span()),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, t);
+            }
+        }
+    }
+    match &sig.output {
+        ReturnType::Default => quote_spanned!(sig.ident.span()=> ()),
+        ReturnType::Type(_, ty) => {
+            let mut ty = (**ty).clone();
+            EraseImplTrait.visit_type_mut(&mut ty);
+            ty.into_token_stream()
+        }
+    }
+}
+
+/// `tokens` with every span set to `span`, inside groups too.
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tt| {
-            if let proc_macro2::TokenTree::Group(g) = &tt {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+            if let TokenTree::Group(g) = &tt {
+                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
                 group.set_span(span);
-                tt = proc_macro2::TokenTree::Group(group);
+                tt = TokenTree::Group(group);
             } else {
                 tt.set_span(span);
             }
@@ -255,40 +281,168 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
-/// `Span::mixed_site()` identifiers for generated locals.
-struct Ident;
+/// A call of `private::<function>` whose trait-bound errors land on the declared
+/// return type: the return type is the explicit generic argument (with its own
+/// spans), and the other tokens of the call carry its span, so rustc reports one
+/// error there, with the runtime trait's message.
+struct Call<'a> {
+    /// Emitted as is before the path: a method call's receiver (a hygienic local).
+    receiver: TokenStream,
+    path: TokenStream,
+    /// `None` inside `#[async_trait]` methods, whose output type is inferred.
+    ret: Option<&'a TokenStream>,
+    span: Span,
+}
 
-impl Ident {
-    #[allow(clippy::new_ret_no_self)]
-    fn new(name: &str) -> syn::Ident {
-        syn::Ident::new(name, Span::mixed_site())
+impl Call<'_> {
+    /// `path::<R, extra…>(args)`, or `path(args)` without `R`.
+    fn call(&self, extra: TokenStream, args: TokenStream) -> TokenStream {
+        let mut out = self.receiver.clone();
+        out.extend(respan(self.path.clone(), self.span));
+        if let Some(ret) = self.ret {
+            out.extend(respan(quote!(::<), self.span));
+            out.extend(ret.clone());
+            out.extend(respan(extra, self.span));
+            out.extend(respan(quote!(>), self.span));
+        }
+        let mut group = Group::new(Delimiter::Parenthesis, args);
+        group.set_span(self.span);
+        out.extend([TokenTree::Group(group)]);
+        out
     }
 }
 
-/// A statement that makes the async block's output type the declared return type
-/// (tracing #2270), so type errors stay on the user's code. Skipped for `impl
-/// Trait` returns, which cannot be named.
-fn fake_return(ret: &ReturnType) -> TokenStream {
-    let ReturnType::Type(_, ty) = ret else {
-        return TokenStream::new();
+fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
+    let krate = &c.krate;
+    let private = quote!(#krate::__private);
+    let plan = plan(c, &func.sig.ident.to_string());
+    let plan_ident = local("__pglock_plan");
+    let raise = c.on_fail == OnFail::Raise;
+    let ret_span = match &func.sig.output {
+        ReturnType::Default => func.sig.ident.span(),
+        ReturnType::Type(_, t) => t.span(),
     };
-    if ty.to_token_stream().to_string().contains("impl") {
-        return TokenStream::new();
+
+    if let Some(inner) = async_trait_body(&mut func) {
+        // `#[async_trait]` has already turned the method into a plain function
+        // returning `Box::pin(async move { … })`: wrap that inner future. Its
+        // output type is not written anywhere we can see, so it is inferred.
+        let run = if raise { quote!(raise) } else { quote!(skip) };
+        let call = Call {
+            receiver: TokenStream::new(),
+            path: quote!(#private::#run),
+            ret: None,
+            span: ret_span,
+        }
+        .call(TokenStream::new(), quote!(#plan_ident, async move #inner));
+        *inner = syn::parse_quote! {{
+            let #plan_ident = #plan;
+            #call.await
+        }};
+        return func.into_token_stream();
     }
-    let fake = Ident::new("__pglock_fake_return");
-    quote_spanned! {syn::spanned::Spanned::span(&**ty)=>
-        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return)]
+
+    let ret = return_type(&func.sig);
+    // The function keeps its braces; inner attributes (`#![allow(..)]`) stay in
+    // `func.attrs`, which `ItemFn` prints first inside them. The user's statements
+    // get a block of their own (tracing #3306), with generated braces, so that a
+    // one-line body does not trip `unused_braces`.
+    let stmts = std::mem::take(&mut func.block.stmts);
+    let body = quote!({ #(#stmts)* });
+
+    let new_stmts: TokenStream = if func.sig.asyncness.is_some() {
+        let run = if raise { quote!(raise) } else { quote!(skip) };
+        let fake = fake_return(&ret, ret_span);
+        let call = Call {
+            receiver: TokenStream::new(),
+            path: quote!(#private::#run),
+            ret: Some(&ret),
+            span: ret_span,
+        }
+        .call(
+            quote!(, _),
+            quote! {
+                #plan_ident,
+                async move {
+                    #fake
+                    #body
+                }
+            },
+        );
+        let await_ = respan(quote!(.await), ret_span);
+        quote! {
+            let #plan_ident = #plan;
+            #call #await_
+        }
+    } else {
+        // A plain function: an RAII scope, no closure around the body. Every
+        // `return` of the body leaves through the scope, so an early `return
+        // Ok(..)` commits.
+        let scope = local("__pglock_scope");
+        let value = local("__pglock_value");
+        let entered = local("__pglock_entered");
+        let early = local("__pglock_early");
+        let (enter, exit) = if raise {
+            (quote!(enter_raise), quote!(exit_raise))
+        } else {
+            (quote!(enter_skip), quote!(exit_skip))
+        };
+        let enter = Call {
+            receiver: TokenStream::new(),
+            path: quote!(#private::#enter),
+            ret: Some(&ret),
+            span: ret_span,
+        }
+        .call(TokenStream::new(), quote!(#plan_ident));
+        let exit = Call {
+            receiver: scope.to_token_stream(),
+            path: quote!(.#exit),
+            ret: Some(&ret),
+            span: ret_span,
+        };
+        let mut body: Block = syn::parse_quote!(#body);
+        ReturnRewriter { exit: &exit }.visit_block_mut(&mut body);
+        let exit_call = exit.call(TokenStream::new(), quote!(#value));
+        let allow_exit = allow(Allow::Exit);
+        quote! {
+            let #plan_ident = #plan;
+            let #scope = match #enter {
+                ::core::result::Result::Ok(#entered) => #entered,
+                ::core::result::Result::Err(#early) => return #early,
+            };
+            let #value: #ret = #body;
+            #allow_exit
+            return #exit_call;
+        }
+    };
+    func.block.stmts = match syn::parse2::<Block>(quote!({ #new_stmts })) {
+        Ok(b) => b.stmts,
+        Err(e) => return e.to_compile_error(),
+    };
+    func.into_token_stream()
+}
+
+/// A statement that makes the async block's output type the declared return type
+/// (tracing #2270), so type errors in the body stay on the user's code.
+fn fake_return(ret: &TokenStream, span: Span) -> TokenStream {
+    let fake = local("__pglock_fake_return");
+    let allow = allow(Allow::FakeReturn);
+    quote_spanned! {span=>
+        #allow
         if false {
-            let #fake: #ty = ::core::unreachable!();
+            let #fake: #ret = loop {};
             return #fake;
         }
     }
 }
 
-/// The `async move { … }` block inside `Box::pin(…)` as the last expression of a
-/// body, which is what `#[async_trait]` produces.
-fn async_trait_body(block: &mut Block) -> Option<&mut Block> {
-    let Some(Stmt::Expr(last, None)) = block.stmts.last_mut() else {
+/// The block of the `async move { … }` in `Box::pin(async move { … })` as the
+/// last expression of a plain function's body: what `#[async_trait]` produces.
+fn async_trait_body(func: &mut ItemFn) -> Option<&mut Block> {
+    if func.sig.asyncness.is_some() {
+        return None;
+    }
+    let Some(Stmt::Expr(last, None)) = func.block.stmts.last_mut() else {
         return None;
     };
     let Expr::Call(call) = ungroup(last) else {
@@ -297,20 +451,15 @@ fn async_trait_body(block: &mut Block) -> Option<&mut Block> {
     let Expr::Path(path) = ungroup(&mut call.func) else {
         return None;
     };
-    let segs: Vec<String> = path
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    if segs.len() < 2 || segs[segs.len() - 1] != "pin" || segs[segs.len() - 2] != "Box" {
+    let mut segs = path.path.segments.iter().rev().map(|s| s.ident.to_string());
+    if segs.next().as_deref() != Some("pin") || segs.next().as_deref() != Some("Box") {
         return None;
     }
     if call.args.len() != 1 {
         return None;
     }
     match call.args.first_mut().map(ungroup) {
-        Some(Expr::Async(a)) => Some(&mut a.block),
+        Some(Expr::Async(a)) if a.capture.is_some() => Some(&mut a.block),
         _ => None,
     }
 }
@@ -327,31 +476,32 @@ fn ungroup(mut e: &mut Expr) -> &mut Expr {
     }
 }
 
-/// Rewrites `return e` into `return scope.exit(e)` outside closures, async blocks
-/// and nested items.
-struct ReturnRewriter {
-    scope: syn::Ident,
-    exit: TokenStream,
+/// Rewrites `return e` into `return __pglock_scope.exit(e)` outside closures,
+/// async blocks and nested items, whose `return`s are their own.
+struct ReturnRewriter<'a> {
+    exit: &'a Call<'a>,
 }
 
-impl VisitMut for ReturnRewriter {
+impl VisitMut for ReturnRewriter<'_> {
     fn visit_expr_mut(&mut self, e: &mut Expr) {
         match e {
-            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {}
             Expr::Return(r) => {
                 if let Some(inner) = r.expr.as_mut() {
                     self.visit_expr_mut(inner);
                 }
-                let (scope, exit) = (&self.scope, &self.exit);
-                let value = match r.expr.take() {
-                    Some(v) => quote!(#v),
-                    None => quote!(()),
-                };
-                r.expr = Some(Box::new(syn::parse_quote!(#scope.#exit(#value))));
+                let value = r.expr.take().map_or_else(
+                    || quote_spanned!(r.return_token.span=> ()),
+                    ToTokens::into_token_stream,
+                );
+                let call = self.exit.call(TokenStream::new(), value);
+                r.expr = Some(Box::new(syn::parse_quote!(#call)));
             }
             _ => syn::visit_mut::visit_expr_mut(self, e),
         }
     }
 
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+
+    fn visit_type_mut(&mut self, _: &mut Type) {}
 }

@@ -9,7 +9,6 @@ mod duration;
 mod expand;
 mod valid;
 
-use attr::Kind;
 use proc_macro::TokenStream;
 
 /// Runs the function while holding a PostgreSQL advisory lock.
@@ -74,7 +73,7 @@ use proc_macro::TokenStream;
 /// act on the same connection, and both of those also cover the acquisition.
 #[proc_macro_attribute]
 pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(Kind::AdvisoryLock, args.into(), item.into()).into()
+    expand::advisory_lock(args.into(), item.into()).into()
 }
 
 /// Sets PostgreSQL's `lock_timeout` on the scope connection while the function
@@ -120,7 +119,7 @@ pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(Kind::LockTimeout, args.into(), item.into()).into()
+    expand::lock_timeout(args.into(), item.into()).into()
 }
 
 /// Keeps the function from waiting behind other sessions: while it runs, a watchdog
@@ -177,5 +176,5 @@ pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn prioritize(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(Kind::Prioritize, args.into(), item.into()).into()
+    expand::prioritize(args.into(), item.into()).into()
 }

@@ -1,13 +1,14 @@
 //! Semantic checks over all pglock attributes of one function, producing what
-//! the expansion needs. Every problem is reported, each at the argument to change.
+//! the expansion needs. Every problem is reported, each at the argument to
+//! change (the later one when two arguments conflict).
 
-use proc_macro2::Span;
-use syn::{Expr, ItemFn, ReturnType, Type};
+use syn::{Expr, ReturnType, Signature, Type};
 
-use crate::attr::{Args, At, Kind, OnFail, OnLost};
+use crate::attr::{Action, Args, At, Kind, OnFail, OnLost};
 use crate::ctxt::Ctxt;
 use crate::duration::DurationArg;
 
+/// What the expansion needs, every argument checked.
 pub(crate) struct Checked {
     pub(crate) krate: syn::Path,
     pub(crate) alias: Option<String>,
@@ -15,8 +16,6 @@ pub(crate) struct Checked {
     pub(crate) on_fail: OnFail,
     pub(crate) lock_timeout: Option<DurationArg>,
     pub(crate) prioritize: Option<Prioritize>,
-    /// Where to point type errors about the return type.
-    pub(crate) return_span: Span,
 }
 
 pub(crate) struct Advisory {
@@ -29,60 +28,87 @@ pub(crate) struct Advisory {
 }
 
 pub(crate) struct Prioritize {
-    pub(crate) interval: Option<DurationArg>,
+    pub(crate) interval: Option<u64>,
     pub(crate) periodic: Option<bool>,
     pub(crate) cancel: bool,
-    pub(crate) min_blocker_age: Option<DurationArg>,
+    pub(crate) min_blocker_age: Option<u64>,
     pub(crate) max_kills: Option<u32>,
     pub(crate) dry_run: bool,
     pub(crate) timeout: Option<DurationArg>,
 }
 
-fn describe(d: DurationArg) -> String {
-    match d {
-        DurationArg::None => "none".into(),
-        DurationArg::Nanos(n) if n % 1_000_000_000 == 0 => format!("{}s", n / 1_000_000_000),
-        DurationArg::Nanos(n) if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
-        DurationArg::Nanos(n) => format!("{n}ns"),
+/// The default `interval` of `#[prioritize]`, in nanoseconds (the runtime's too).
+const DEFAULT_INTERVAL: u64 = 1_000_000_000;
+
+fn describe(nanos: u64) -> String {
+    match nanos {
+        n if n % 1_000_000_000 == 0 => format!("{}s", n / 1_000_000_000),
+        n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+        n => format!("{n}ns"),
     }
 }
 
-fn is_unit(ret: &ReturnType) -> bool {
-    match ret {
+/// Whether the function returns `()`.
+pub(crate) fn returns_unit(sig: &Signature) -> bool {
+    match &sig.output {
         ReturnType::Default => true,
         ReturnType::Type(_, t) => matches!(&**t, Type::Tuple(t) if t.elems.is_empty()),
     }
 }
 
-pub(crate) fn check(cx: &Ctxt, args: Args, item: &ItemFn) -> Option<Checked> {
-    let sig = &item.sig;
+/// The one value several stacked attributes give for `using` or `crate`: they act
+/// on one connection through one runtime, so they must agree. The conflict is
+/// reported at the later one.
+fn agree<'a, T: PartialEq>(
+    cx: &Ctxt,
+    args: &'a Args,
+    get: impl Fn(Kind) -> Option<&'a At<T>>,
+    what: &str,
+    show: impl Fn(&T) -> String,
+) -> Option<&'a T> {
+    let mut first: Option<(Kind, &At<T>)> = None;
+    for kind in &args.order {
+        let Some(at) = get(*kind) else { continue };
+        match first {
+            None => first = Some((*kind, at)),
+            Some((k, f)) if f.value != at.value => cx.error_at(
+                at.span,
+                format!(
+                    "conflicting `{what}`: `#[{}]` says {} but `#[{}]` on the same function says {}; \
+                     stacked pglock attributes act together on one connection, so give the same value \
+                     (or give it once)",
+                    kind.name(),
+                    show(&at.value),
+                    k.name(),
+                    show(&f.value),
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    first.map(|(_, at)| &at.value)
+}
+
+/// Checks everything; `None` when an error was reported. `is_async` is true for an
+/// `async fn` and for the boxed future of an `#[async_trait]` method.
+pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> Option<Checked> {
     if let Some(c) = &sig.constness {
         cx.error_spanned_by(
             c,
-            "pglock attributes cannot be used on a `const fn`: taking a lock needs the database \
-             at run time; remove `const`",
+            "pglock attributes cannot be used on a `const fn`: taking a lock needs the database at \
+             run time; remove `const`",
         );
     }
-    // One alias for all stacked attributes: they act on one connection.
-    let mut alias: Option<&At<String>> = None;
-    for (kind, using) in &args.using {
-        match alias {
-            Some(first) if first.value != using.value => cx.error_at(
-                using.span,
-                format!(
-                    "conflicting `using`: `#[{}]` names \"{}\" but another pglock attribute on this \
-                     function names \"{}\"; stacked pglock attributes act on one connection, so give \
-                     them the same alias",
-                    kind.name(),
-                    using.value,
-                    first.value
-                ),
-            ),
-            _ => alias = alias.or(Some(using)),
-        }
-    }
-    let on_fail = args.on_fail.as_ref().map_or(OnFail::Raise, |a| a.value);
-    let is_async = sig.asyncness.is_some();
+    let alias = agree(cx, &args, |k| args.using(k), "using", |s| format!("{s:?}")).cloned();
+    let krate = agree(
+        cx,
+        &args,
+        |k| args.krate(k),
+        "crate",
+        |p| format!("`{}`", p.text()),
+    )
+    .map(|p| p.0.clone());
 
     if let Some(At {
         value: DurationArg::Nanos(0),
@@ -91,133 +117,161 @@ pub(crate) fn check(cx: &Ctxt, args: Args, item: &ItemFn) -> Option<Checked> {
     {
         cx.error_at(
             *span,
-            "a `#[lock_timeout]` of zero is not allowed (PostgreSQL reads 0 as \"no limit\"): \
-             write `none` to remove the limit",
+            "`#[lock_timeout]` cannot be zero (PostgreSQL would read 0 as \"no limit\"): write \
+             `#[lock_timeout(none)]` to remove the limit, or give a duration such as `\"5s\"`",
         );
     }
-    if let Some(At {
-        value: DurationArg::Nanos(0),
-        span,
-    }) = &args.interval
-    {
-        cx.error_at(
-            *span,
-            "`interval` must be longer than zero, as in `interval = \"1s\"`",
-        );
-    }
-    if let Some(At {
-        value: DurationArg::None,
-        span,
-    }) = &args.interval
-    {
-        cx.error_at(
-            *span,
-            "`interval` needs a duration, as in `interval = \"1s\"`",
-        );
-    }
-    if let Some(At {
-        value: DurationArg::None,
-        span,
-    }) = &args.min_blocker_age
-    {
-        cx.error_at(
-            *span,
-            "`min_blocker_age` needs a duration, as in `min_blocker_age = \"5s\"`",
-        );
-    }
-    // django-pglock's documented pitfall: a timeout shorter than the interval fails
-    // the body before the watchdog ever acts.
-    if let Some(At {
-        value: DurationArg::Nanos(t),
-        span,
-    }) = &args.prioritize_timeout
-    {
-        let interval = match &args.interval {
-            Some(At {
-                value: DurationArg::Nanos(i),
-                ..
-            }) => *i,
-            Some(_) => u64::MAX,
-            None => 1_000_000_000,
+    let interval = match &args.interval {
+        Some(At {
+            value: DurationArg::Nanos(0),
+            span,
+        }) => {
+            cx.error_at(
+                *span,
+                "`interval` must be longer than zero, as in `interval = \"1s\"`",
+            );
+            None
+        }
+        Some(At {
+            value: DurationArg::None,
+            span,
+        }) => {
+            cx.error_at(
+                *span,
+                "`interval` cannot be `none`: give a duration, as in `interval = \"1s\"`",
+            );
+            None
+        }
+        Some(At {
+            value: DurationArg::Nanos(n),
+            ..
+        }) => Some(*n),
+        None => None,
+    };
+    let min_blocker_age = match &args.min_blocker_age {
+        Some(At {
+            value: DurationArg::None,
+            span,
+        }) => {
+            cx.error_at(
+                *span,
+                "`min_blocker_age` cannot be `none`: leave it out to spare no blocker, or give a \
+                 duration, as in `min_blocker_age = \"5s\"`",
+            );
+            None
+        }
+        Some(At {
+            value: DurationArg::Nanos(n),
+            ..
+        }) => Some(*n),
+        None => None,
+    };
+    if args.has(Kind::Prioritize) {
+        // django-pglock's documented pitfall: a lock timeout shorter than the
+        // interval fails the body before the watchdog ever acts.
+        let (interval_nanos, interval_words) = match interval {
+            Some(n) => (n, format!("`interval` ({})", describe(n))),
+            None => (
+                DEFAULT_INTERVAL,
+                format!("the default `interval` ({})", describe(DEFAULT_INTERVAL)),
+            ),
         };
-        if *t == 0 {
-            cx.error_at(
-                *span,
-                "a `timeout` of zero is not allowed: write `none` for no limit",
-            );
-        } else if *t < interval {
-            cx.error_at(
-                *span,
-                format!(
-                    "`timeout` ({}) is shorter than `interval` ({}): the body would fail with a lock \
-                     timeout before the watchdog first acts; make `timeout` longer than `interval`",
-                    describe(DurationArg::Nanos(*t)),
-                    describe(DurationArg::Nanos(interval)),
-                ),
-            );
+        if let Some(At {
+            value: DurationArg::Nanos(t),
+            span,
+        }) = &args.prioritize_timeout
+        {
+            if *t == 0 {
+                cx.error_at(
+                    *span,
+                    "`timeout` of `#[prioritize]` cannot be zero: leave it out (or write `timeout = \
+                     none`) for no limit",
+                );
+            } else if *t < interval_nanos {
+                cx.error_at(
+                    *span,
+                    format!(
+                        "`timeout` ({}) is shorter than {interval_words}: the body would fail with a \
+                         lock timeout before the watchdog first acts; make `timeout` longer than \
+                         `interval`, or `interval` shorter",
+                        describe(*t),
+                    ),
+                );
+            }
+        }
+        if let Some(At {
+            value: DurationArg::Nanos(t @ 1..),
+            span,
+        }) = &args.lock_timeout
+        {
+            if *t < interval_nanos {
+                cx.error_at(
+                    *span,
+                    format!(
+                        "`#[lock_timeout]` ({}) is shorter than {interval_words} of `#[prioritize]` \
+                         on the same function: the body would fail with a lock timeout before the \
+                         watchdog first acts; make the lock timeout longer, or `interval` shorter",
+                        describe(*t),
+                    ),
+                );
+            }
         }
     }
-    if let Some(lost) = &args.on_lost {
-        if lost.value == OnLost::Cancel && !is_async {
+    if let Some(At {
+        value: OnLost::Cancel,
+        span,
+    }) = &args.on_lost
+    {
+        if !is_async {
             cx.error_at(
-                lost.span,
+                *span,
                 "`on_lost = cancel` needs an `async fn`: a plain function cannot be stopped while it \
-                 runs; use `on_lost = report`, or make the function `async`",
+                 runs; use `on_lost = report` (the default), or make the function `async`",
             );
         }
     }
-    let raises = on_fail == OnFail::Raise;
-    if raises && is_unit(&sig.output) {
-        let which = if args.advisory.is_some() {
-            "`on_fail = raise` (the default) returns the lock error from the function"
-        } else if args.prioritize.is_some() {
-            "`#[prioritize]` returns its errors from the function"
+    let on_fail = args.on_fail.as_ref().map_or(OnFail::Raise, |a| a.value);
+    if on_fail == OnFail::Raise && !args.on_fail_unknown && returns_unit(sig) {
+        let (why, instead) = if args.has(Kind::AdvisoryLock) {
+            (
+                "`on_fail = raise` (the default) returns the lock error from the function",
+                ", or add `on_fail = skip` to `#[advisory_lock]` to skip the body instead",
+            )
+        } else if args.has(Kind::Prioritize) {
+            ("`#[prioritize]` returns its errors from the function", "")
         } else {
-            "`#[lock_timeout]` returns its errors from the function"
+            ("`#[lock_timeout]` returns its errors from the function", "")
         };
-        let target: Box<dyn quote::ToTokens> = match &sig.output {
-            ReturnType::Default => Box::new(sig.ident.clone()),
-            ReturnType::Type(_, t) => Box::new(t.clone()),
+        let at: &dyn quote::ToTokens = match &sig.output {
+            ReturnType::Default => &sig.ident,
+            ReturnType::Type(_, t) => t,
         };
         cx.error_spanned_by(
-            target,
+            at,
             format!(
-                "{which}, but `{}` returns `()`: return a `Result<_, E>` where \
-                 `E: From<pglock_runtime::Error>`{}",
-                sig.ident,
-                if args.advisory.is_some() {
-                    ", or use `on_fail = skip`"
-                } else {
-                    ""
-                }
+                "{why}, but `{}` returns `()`: return `Result<_, E>` where \
+                 `E: From<pglock_runtime::Error>`{instead}",
+                sig.ident
             ),
         );
     }
     if cx.has_errors() {
         return None;
     }
-    let return_span = match &sig.output {
-        ReturnType::Default => sig.ident.span(),
-        ReturnType::Type(_, t) => syn::spanned::Spanned::span(&**t),
-    };
-    let krate = args
-        .krate
-        .map(|k| k.value)
-        .unwrap_or_else(|| syn::parse_quote!(::pglock_runtime));
-    let hash = match args.hash.as_ref().map(|h| h.value.to_string()).as_deref() {
-        Some("django_pglocks") => "DjangoPglocks",
-        Some("django_pglocks_v1") => "DjangoPglocksV1",
-        Some("postgres_lock") => "PostgresLock",
-        Some("sqlx") => "Sqlx",
-        _ => "DjangoPglock",
-    };
     let flag = |f: &Option<At<bool>>| f.as_ref().is_some_and(|a| a.value);
+    let (has_advisory, has_prioritize) = (args.has(Kind::AdvisoryLock), args.has(Kind::Prioritize));
     Some(Checked {
-        krate,
-        alias: alias.map(|a| a.value.clone()),
-        advisory: args.advisory.map(|_| Advisory {
+        krate: krate.unwrap_or_else(|| syn::parse_quote!(::pglock_runtime)),
+        alias,
+        advisory: has_advisory.then(|| Advisory {
             key: args.key.map(|k| k.value),
-            hash,
+            hash: match args.hash.map(|h| h.value) {
+                Some("django_pglocks") => "DjangoPglocks",
+                Some("django_pglocks_v1") => "DjangoPglocksV1",
+                Some("postgres_lock") => "PostgresLock",
+                Some("sqlx") => "Sqlx",
+                _ => "DjangoPglock",
+            },
             shared: flag(&args.shared),
             xact: flag(&args.xact),
             timeout: args.timeout.map(|t| t.value),
@@ -225,22 +279,24 @@ pub(crate) fn check(cx: &Ctxt, args: Args, item: &ItemFn) -> Option<Checked> {
         }),
         on_fail,
         lock_timeout: args.lock_timeout.map(|t| t.value),
-        prioritize: args.prioritize.map(|_| Prioritize {
-            interval: args.interval.map(|i| i.value),
+        prioritize: has_prioritize.then(|| Prioritize {
+            interval,
             periodic: args.periodic.map(|p| p.value),
-            cancel: args.action.is_some_and(|a| a.value == "cancel"),
-            min_blocker_age: args.min_blocker_age.map(|m| m.value),
+            cancel: args.action.is_some_and(|a| a.value == Action::Cancel),
+            min_blocker_age,
             max_kills: args.max_kills.map(|m| m.value),
             dry_run: flag(&args.dry_run),
             timeout: args.prioritize_timeout.map(|t| t.value),
         }),
-        return_span,
     })
 }
 
 /// The kind of a pglock attribute among a function's attributes, by the last
 /// segment of its path (`advisory_lock`, `pglock_runtime::advisory_lock`, …).
 pub(crate) fn pglock_kind(attr: &syn::Attribute) -> Option<Kind> {
+    if !matches!(attr.style, syn::AttrStyle::Outer) {
+        return None;
+    }
     let last = attr.path().segments.last()?;
     Kind::from_name(&last.ident.to_string())
 }
