@@ -505,3 +505,289 @@ impl VisitMut for ReturnRewriter<'_> {
 
     fn visit_type_mut(&mut self, _: &mut Type) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(kind: Kind, args: TokenStream, item: TokenStream) -> String {
+        expand(kind, args, item).to_string()
+    }
+
+    /// The `Plan` expression of an expansion, whatever attribute expanded it.
+    fn plan_of(out: &str) -> &str {
+        let start = out.find("let __pglock_plan =").expect("a plan");
+        let end = out[start..].find(';').expect("end of the plan") + start;
+        out[start..end].trim_end()
+    }
+
+    #[test]
+    fn not_a_function() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(),
+            quote!(
+                struct S;
+            ),
+        );
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.contains("can only be used on functions"));
+        assert!(out.ends_with("struct S ;"), "{out}");
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_given_back_untouched() {
+        let item = quote!(async fn f() -> Result<(), E> { let x = ; Ok(()) });
+        assert_eq!(
+            expand(Kind::AdvisoryLock, quote!(timeout = "bad"), item.clone()).to_string(),
+            item.to_string()
+        );
+    }
+
+    #[test]
+    fn errors_still_emit_the_function() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(hash = md5, colour = 1),
+            quote! {
+                #[lock_timeout(0)]
+                async fn f() -> Result<(), E> { Ok(()) }
+            },
+        );
+        assert_eq!(out.matches("compile_error").count(), 3, "{out}");
+        // The function as written, the collected attribute left as an inert marker.
+        assert!(out.contains("# [lock_timeout (__pglock_collected)] async fn f () -> Result < () , E > { Ok (()) }"), "{out}");
+    }
+
+    #[test]
+    fn a_collected_marker_expands_to_the_item() {
+        let item = quote!(
+            fn f() {}
+        );
+        assert_eq!(
+            expand(Kind::LockTimeout, quote!(__pglock_collected), item.clone()).to_string(),
+            item.to_string()
+        );
+        // Only the marker alone is one.
+        let out = expand_str(
+            Kind::LockTimeout,
+            quote!(__pglock_collected, x),
+            quote!(
+                fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn written_order_never_changes_meaning() {
+        let body = quote!(
+            async fn f(id: i64) -> Result<(), E> {
+                Ok(())
+            }
+        );
+        let first = expand_str(
+            Kind::AdvisoryLock,
+            quote!(key = id, timeout = 0),
+            quote!(#[pglock_runtime::lock_timeout("5s")] #[prioritize(interval = "2s")] #body),
+        );
+        let second = expand_str(
+            Kind::Prioritize,
+            quote!(interval = "2s"),
+            quote!(#[lock_timeout("5s")] #[advisory_lock(key = id, timeout = 0)] #body),
+        );
+        let third = expand_str(
+            Kind::LockTimeout,
+            quote!("5s"),
+            quote!(#[advisory_lock(key = id, timeout = 0)] #[prioritize(interval = "2s")] #body),
+        );
+        assert_eq!(plan_of(&first), plan_of(&second));
+        assert_eq!(plan_of(&first), plan_of(&third));
+        let plan = plan_of(&first);
+        for part in [
+            ". advisory (:: pglock_runtime :: __private :: key (& (id) , :: pglock_runtime :: __private :: KeyHash :: DjangoPglock))",
+            ". timeout (:: core :: option :: Option :: Some (:: core :: time :: Duration :: from_nanos (0u64)))",
+            ". lock_timeout (:: core :: option :: Option :: Some (:: core :: time :: Duration :: from_nanos (5000000000u64)))",
+            ". prioritize (:: pglock_runtime :: __private :: Prioritize :: new () . interval (:: core :: time :: Duration :: from_nanos (2000000000u64)))",
+        ] {
+            assert!(plan.contains(part), "{part} not in {plan}");
+        }
+        assert!(
+            first.contains("# [pglock_runtime :: lock_timeout (__pglock_collected)]"),
+            "{first}"
+        );
+        assert!(
+            first.contains("# [prioritize (__pglock_collected)]"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn plan_for_every_argument() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(
+                shared,
+                xact,
+                timeout = none,
+                on_lost = cancel,
+                using = "reports",
+                hash = postgres_lock,
+                crate = "my::pg"
+            ),
+            quote!(
+                #[prioritize(action = cancel, periodic = false, min_blocker_age = "5s", max_kills = 2, dry_run, timeout = "1m")]
+                async fn job() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        let plan = plan_of(&out);
+        assert!(plan.starts_with(
+            "let __pglock_plan = my :: pg :: __private :: Plan :: new (:: core :: concat ! (:: core :: module_path ! () , \"::\" , \"job\")) . using (\"reports\") . advisory (my :: pg :: __private :: key (:: core :: concat ! (:: core :: module_path ! () , \"::\" , \"job\") , my :: pg :: __private :: KeyHash :: PostgresLock)) . shared () . xact () . timeout (:: core :: option :: Option :: None) . on_lost_cancel ()"
+        ), "{plan}");
+        assert!(plan.ends_with(
+            ". prioritize (my :: pg :: __private :: Prioritize :: new () . periodic (false) . action (my :: pg :: __private :: PrioritizeAction :: Cancel) . min_blocker_age (:: core :: time :: Duration :: from_nanos (5000000000u64)) . max_kills (2u32) . dry_run (true) . timeout (:: core :: option :: Option :: Some (:: core :: time :: Duration :: from_nanos (60000000000u64))))"
+        ), "{plan}");
+        assert!(
+            out.contains("my :: pg :: __private :: raise :: < Result < () , E > , _ >"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn async_body_is_an_async_move_block_after_the_fake_return() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(on_fail = skip),
+            quote! {
+                #[must_use]
+                pub async fn f(&self) -> Option<impl Display> {
+                    #![allow(unused)]
+                    let x = 1;
+                    Some(x)
+                }
+            },
+        );
+        assert!(out.starts_with("# [must_use] pub async fn f (& self) -> Option < impl Display > { # ! [allow (unused)] let __pglock_plan"), "{out}");
+        assert!(out.contains(":: pglock_runtime :: __private :: skip :: < Option < _ > , _ > (__pglock_plan , async move {"), "{out}");
+        assert!(out.contains("if false { let __pglock_fake_return : Option < _ > = loop { } ; return __pglock_fake_return ; } { let x = 1 ; Some (x) } }) . await }"), "{out}");
+    }
+
+    #[test]
+    fn sync_body_leaves_through_the_scope() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(xact),
+            quote! {
+                fn f(flag: bool) -> Result<u8, E> {
+                    if flag {
+                        return Ok(1);
+                    }
+                    let c = || { return 2; };
+                    let a = async { return 3; };
+                    fn inner() -> u8 { return 4; }
+                    Ok(c() + inner())
+                }
+            },
+        );
+        assert!(out.contains("let __pglock_scope = match :: pglock_runtime :: __private :: enter_raise :: < Result < u8 , E > > (__pglock_plan) { :: core :: result :: Result :: Ok (__pglock_entered) => __pglock_entered , :: core :: result :: Result :: Err (__pglock_early) => return __pglock_early , } ;"), "{out}");
+        assert!(
+            out.contains("return __pglock_scope . exit_raise :: < Result < u8 , E > > (Ok (1)) ;"),
+            "{out}"
+        );
+        assert_eq!(out.matches("exit_raise").count(), 2, "{out}");
+        assert!(
+            out.contains("return 2 ;") && out.contains("return 3 ;") && out.contains("return 4 ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("let __pglock_value : Result < u8 , E > = {"),
+            "{out}"
+        );
+        assert!(out.ends_with("# [allow (unreachable_code , clippy :: needless_return)] return __pglock_scope . exit_raise :: < Result < u8 , E > > (__pglock_value) ; }"), "{out}");
+    }
+
+    #[test]
+    fn sync_skip_without_return_type() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(on_fail = skip),
+            quote!(
+                fn f() {
+                    if true {
+                        return;
+                    }
+                }
+            ),
+        );
+        assert!(out.contains("enter_skip :: < () >"), "{out}");
+        assert!(
+            out.contains("return __pglock_scope . exit_skip :: < () > (()) ;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn async_trait_shape_wraps_the_inner_future() {
+        let out = expand_str(
+            Kind::AdvisoryLock,
+            quote!(key = id),
+            quote! {
+                fn run<'a>(&'a self, id: i64) -> Pin<Box<dyn Future<Output = Result<u8, E>> + Send + 'a>> {
+                    Box::pin(async move {
+                        let __self = self;
+                        let __ret: Result<u8, E> = { Ok(1) };
+                        __ret
+                    })
+                }
+            },
+        );
+        assert!(out.contains("Box :: pin (async move { let __pglock_plan = :: pglock_runtime :: __private :: Plan :: new"), "{out}");
+        assert!(
+            out.contains("__private :: raise (__pglock_plan , async move { let __self = self ;"),
+            "{out}"
+        );
+        assert!(out.ends_with(". await }) }"), "{out}");
+    }
+
+    #[test]
+    fn async_trait_shape_needs_box_pin_of_async_move() {
+        let mut f: ItemFn = syn::parse_quote!(
+            fn f() -> X {
+                Box::pin(async { 1 })
+            }
+        );
+        assert!(async_trait_body(&mut f).is_none());
+        let mut f: ItemFn = syn::parse_quote!(
+            fn f() -> X {
+                Rc::pin(async move { 1 })
+            }
+        );
+        assert!(async_trait_body(&mut f).is_none());
+        let mut f: ItemFn = syn::parse_quote!(
+            async fn f() -> X {
+                Box::pin(async move { 1 })
+            }
+        );
+        assert!(async_trait_body(&mut f).is_none());
+        let mut f: ItemFn = syn::parse_quote!(
+            fn f() -> X {
+                ::std::boxed::Box::pin((async move { 1 }))
+            }
+        );
+        assert!(async_trait_body(&mut f).is_some());
+    }
+
+    #[test]
+    fn return_types_as_written_in_the_body() {
+        let sig: Signature = syn::parse_quote!(fn f() -> Result<Vec<impl Display>, impl Error>);
+        assert_eq!(return_type(&sig).to_string(), "Result < Vec < _ > , _ >");
+        let sig: Signature = syn::parse_quote!(fn f(&self) -> &'static str);
+        assert_eq!(return_type(&sig).to_string(), "& 'static str");
+        let sig: Signature = syn::parse_quote!(fn f());
+        assert_eq!(return_type(&sig).to_string(), "()");
+    }
+}

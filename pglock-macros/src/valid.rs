@@ -300,3 +300,260 @@ pub(crate) fn pglock_kind(attr: &syn::Attribute) -> Option<Kind> {
     let last = attr.path().segments.last()?;
     Kind::from_name(&last.ident.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::parse_into;
+    use proc_macro2::{Span, TokenStream};
+    use quote::quote;
+
+    /// Checks `attrs` (kind, arguments), in that order, against `sig`.
+    fn check_all(
+        attrs: &[(Kind, TokenStream)],
+        sig: TokenStream,
+    ) -> (Option<Checked>, Vec<String>) {
+        let cx = Ctxt::default();
+        let mut args = Args::default();
+        for (kind, tokens) in attrs {
+            parse_into(&cx, &mut args, *kind, tokens.clone(), Span::call_site());
+        }
+        let sig: Signature = syn::parse2(sig).unwrap();
+        let is_async = sig.asyncness.is_some();
+        let checked = check(&cx, args, &sig, is_async);
+        (checked, cx.messages())
+    }
+
+    fn errors(attrs: &[(Kind, TokenStream)], sig: TokenStream) -> Vec<String> {
+        check_all(attrs, sig).1
+    }
+
+    const RESULT_FN: &str = "async fn f() -> Result<(), E>";
+
+    fn result_fn() -> TokenStream {
+        RESULT_FN.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, e) = check_all(&[(Kind::AdvisoryLock, quote!())], result_fn());
+        assert!(e.is_empty(), "{e:?}");
+        let c = c.unwrap();
+        assert_eq!(
+            quote::ToTokens::to_token_stream(&c.krate).to_string(),
+            ":: pglock_runtime"
+        );
+        assert_eq!(c.alias, None);
+        assert_eq!(c.on_fail, OnFail::Raise);
+        let a = c.advisory.unwrap();
+        assert!(
+            a.key.is_none() && !a.shared && !a.xact && a.timeout.is_none() && !a.cancel_on_lost
+        );
+        assert_eq!(a.hash, "DjangoPglock");
+        assert!(c.lock_timeout.is_none() && c.prioritize.is_none());
+    }
+
+    #[test]
+    fn stacked_attributes_share_one_alias_and_crate() {
+        let (c, e) = check_all(
+            &[
+                (Kind::Prioritize, quote!(using = "a", crate = "x")),
+                (Kind::LockTimeout, quote!("5s", using = "a")),
+                (Kind::AdvisoryLock, quote!(crate = "x")),
+            ],
+            result_fn(),
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let c = c.unwrap();
+        assert_eq!(c.alias.as_deref(), Some("a"));
+        assert_eq!(quote::ToTokens::to_token_stream(&c.krate).to_string(), "x");
+        assert!(c.advisory.is_some() && c.prioritize.is_some());
+        assert_eq!(c.lock_timeout, Some(DurationArg::Nanos(5_000_000_000)));
+    }
+
+    #[test]
+    fn conflicts_point_at_the_later_attribute() {
+        let e = errors(
+            &[
+                (Kind::AdvisoryLock, quote!(using = "a", crate = "x")),
+                (Kind::LockTimeout, quote!("5s", using = "b", crate = "y")),
+            ],
+            result_fn(),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with(
+            "conflicting `using`: `#[lock_timeout]` says \"b\" but `#[advisory_lock]`"
+        ));
+        assert!(e[1]
+            .starts_with("conflicting `crate`: `#[lock_timeout]` says `y` but `#[advisory_lock]`"));
+    }
+
+    #[test]
+    fn zero_and_none_durations() {
+        let e = errors(&[(Kind::LockTimeout, quote!(0))], result_fn());
+        assert!(e[0].contains("write `#[lock_timeout(none)]`"), "{e:?}");
+        assert!(errors(&[(Kind::LockTimeout, quote!(none))], result_fn()).is_empty());
+        let e = errors(
+            &[(
+                Kind::Prioritize,
+                quote!(interval = none, min_blocker_age = none),
+            )],
+            result_fn(),
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        let e = errors(&[(Kind::Prioritize, quote!(timeout = 0))], result_fn());
+        assert!(e[0].contains("cannot be zero"), "{e:?}");
+        // `timeout = 0` of an advisory lock means "do not wait": fine.
+        assert!(errors(&[(Kind::AdvisoryLock, quote!(timeout = 0))], result_fn()).is_empty());
+    }
+
+    #[test]
+    fn prioritize_timeout_against_interval() {
+        let e = errors(
+            &[(Kind::Prioritize, quote!(interval = "2s", timeout = "500ms"))],
+            result_fn(),
+        );
+        assert!(
+            e[0].starts_with("`timeout` (500ms) is shorter than `interval` (2s)"),
+            "{e:?}"
+        );
+        let e = errors(
+            &[(Kind::Prioritize, quote!(timeout = "500ms"))],
+            result_fn(),
+        );
+        assert!(
+            e[0].starts_with("`timeout` (500ms) is shorter than the default `interval` (1s)"),
+            "{e:?}"
+        );
+        assert!(errors(
+            &[(
+                Kind::Prioritize,
+                quote!(interval = "100ms", timeout = "500ms")
+            )],
+            result_fn()
+        )
+        .is_empty());
+        assert!(errors(&[(Kind::Prioritize, quote!(timeout = "1s"))], result_fn()).is_empty());
+        let e = errors(
+            &[
+                (Kind::Prioritize, quote!(interval = "2s")),
+                (Kind::LockTimeout, quote!(1.5)),
+            ],
+            result_fn(),
+        );
+        assert!(
+            e[0].starts_with("`#[lock_timeout]` (1500ms) is shorter than `interval` (2s)"),
+            "{e:?}"
+        );
+        // Without `#[prioritize]`, any lock timeout is fine.
+        assert!(errors(&[(Kind::LockTimeout, quote!("1ms"))], result_fn()).is_empty());
+    }
+
+    #[test]
+    fn return_types() {
+        let unit = quote!(async fn f());
+        let e = errors(&[(Kind::AdvisoryLock, quote!())], unit.clone());
+        assert!(
+            e[0].contains("but `f` returns `()`") && e[0].ends_with("to skip the body instead"),
+            "{e:?}"
+        );
+        let e = errors(&[(Kind::AdvisoryLock, quote!())], quote!(fn f() -> ()));
+        assert_eq!(e.len(), 1);
+        assert!(errors(
+            &[(Kind::AdvisoryLock, quote!(on_fail = skip))],
+            unit.clone()
+        )
+        .is_empty());
+        let e = errors(&[(Kind::LockTimeout, quote!("1s"))], unit.clone());
+        assert!(
+            e[0].starts_with("`#[lock_timeout]` returns its errors"),
+            "{e:?}"
+        );
+        let e = errors(&[(Kind::Prioritize, quote!())], unit.clone());
+        assert!(
+            e[0].starts_with("`#[prioritize]` returns its errors"),
+            "{e:?}"
+        );
+        // A misspelt `on_fail` is reported once, not again as a return-type error.
+        let e = errors(&[(Kind::AdvisoryLock, quote!(on_fail = skipp))], unit);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].ends_with("did you mean `skip`?"), "{e:?}");
+    }
+
+    #[test]
+    fn const_fn_and_on_lost() {
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!())],
+            quote!(const fn f() -> Result<(), E>),
+        );
+        assert!(e[0].contains("`const fn`"), "{e:?}");
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(on_lost = cancel))],
+            quote!(fn f() -> Result<(), E>),
+        );
+        assert!(
+            e[0].starts_with("`on_lost = cancel` needs an `async fn`"),
+            "{e:?}"
+        );
+        assert!(errors(
+            &[(Kind::AdvisoryLock, quote!(on_lost = cancel))],
+            result_fn()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn every_error_at_once() {
+        let e = errors(
+            &[
+                (
+                    Kind::AdvisoryLock,
+                    quote!(timeout = "5y", hash = md5, colour = 1),
+                ),
+                (Kind::LockTimeout, quote!(0)),
+                (Kind::AdvisoryLock, quote!()),
+            ],
+            quote!(const fn f()),
+        );
+        assert_eq!(e.len(), 7, "{e:?}");
+    }
+
+    #[test]
+    fn hashes() {
+        for (word, variant) in [
+            ("django_pglock", "DjangoPglock"),
+            ("django_pglocks", "DjangoPglocks"),
+            ("django_pglocks_v1", "DjangoPglocksV1"),
+            ("postgres_lock", "PostgresLock"),
+            ("sqlx", "Sqlx"),
+        ] {
+            let id = syn::Ident::new(word, Span::call_site());
+            let (c, e) = check_all(&[(Kind::AdvisoryLock, quote!(hash = #id))], result_fn());
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(c.unwrap().advisory.unwrap().hash, variant);
+        }
+        assert_eq!(crate::attr::HASHES.len(), 5);
+    }
+
+    #[test]
+    fn attribute_kinds_by_last_segment() {
+        let attrs: Vec<syn::Attribute> = vec![
+            syn::parse_quote!(#[advisory_lock]),
+            syn::parse_quote!(#[pglock_runtime::lock_timeout("1s")]),
+            syn::parse_quote!(#[::my::prioritize]),
+            syn::parse_quote!(#[tracing::instrument]),
+            syn::parse_quote!(#[doc = "advisory_lock"]),
+        ];
+        let kinds: Vec<_> = attrs.iter().map(pglock_kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(Kind::AdvisoryLock),
+                Some(Kind::LockTimeout),
+                Some(Kind::Prioritize),
+                None,
+                None
+            ]
+        );
+    }
+}
