@@ -1,5 +1,11 @@
-//! Attribute macros of pglock. Depend on [`pglock-runtime`], which re-exports
-//! them; this crate is an implementation detail.
+//! Attribute macros of pglock: `#[advisory_lock]`, `#[lock_timeout]` and
+//! `#[prioritize]`. Depend on [`pglock-runtime`], which re-exports them (with these
+//! docs); this crate is an implementation detail, pinned by the runtime to the
+//! exact same version.
+//!
+//! Each attribute parses its arguments (`attr.rs`), checks them together with the
+//! other pglock attributes of the function (`valid.rs`), and expands (`expand.rs`)
+//! to a `Plan` value handed to one function of `pglock_runtime::__private`.
 //!
 //! [`pglock-runtime`]: https://docs.rs/pglock-runtime
 
@@ -15,23 +21,31 @@ use proc_macro::TokenStream;
 ///
 /// The lock is taken on the function's *scope connection* (checked out of the
 /// alias's pool when the call starts, returned clean when it ends), which
-/// `pglock_runtime::connection()` hands out inside the body.
+/// `pglock_runtime::connection()` hands out inside the body. It is released on every
+/// exit path: success, error, `?`, panic, and the future being dropped.
 ///
 /// | argument | meaning | default |
 /// |---|---|---|
-/// | `key = <expr>` | any expression convertible to a lock key (`42`, `"nightly"`, `("invoice", id)`, a `LockKey`); evaluated per call, may use the parameters | `concat!(module_path!(), "::", <fn name>)`, hashed |
-/// | `shared` | shared mode | exclusive |
-/// | `xact` | transaction level: the body runs in a transaction, committed when it succeeds, rolled back on error, `?` or panic | session level |
-/// | `timeout = 0` | do not wait | wait without limit (or as a surrounding `#[lock_timeout]` says) |
-/// | `timeout = 1.5` / `"250ms"` / `"2s"` / `"1m"` | wait at most this long, measured by the server | |
+/// | `key = <expr>` | any expression convertible to a lock key ([`ToLockKey`]: integers, `(i32, i32)`, strings, `("invoice", id)`, a `LockKey`); evaluated per call, before the body, and may use the parameters (`self` too) | `concat!(module_path!(), "::", <fn name>)`, hashed |
+/// | `shared` | shared mode: shared holders coexist, an exclusive one excludes them | exclusive |
+/// | `xact` | transaction level: the body runs in a transaction on the scope connection, committed when it succeeds, rolled back when it returns an error or panics | session level |
+/// | `timeout = 0` | do not wait (`pg_try_advisory_*`) | the session's `lock_timeout` (no limit, unless a stacked `#[lock_timeout]` gives one) |
+/// | `timeout = 1.5` / `"250ms"` / `"2s"` / `"1m30s"` | wait at most this long, measured by the server; then the call fails (or skips) naming the holders | |
 /// | `timeout = none` | wait without limit, whatever `lock_timeout` says | |
-/// | `on_fail = raise` | return the error (`Result<_, E>` with `E: From<pglock_runtime::Error>`) | `raise` |
-/// | `on_fail = skip` | don't run the body; return the type's [`Skipped`] value (`()`, `None`, `Ok(None)`, …); a `tracing` event says why (busy: debug, errors: warn) | |
-/// | `on_lost = cancel` | drop the body if the lock is found lost while it runs (async only); the call fails with `ErrorKind::LockLost` | `report` (keep running, log at once, fail at the end) |
+/// | `on_fail = raise` | the function returns the error: it must return `Result<_, E>` with `E: From<pglock_runtime::Error>` | `raise` |
+/// | `on_fail = skip` | the body does not run; the function returns its type's [`Skipped`] value (`()`, `false`, `None`, `Ok(None)`, `Ok(())`, …); a `tracing` event says why (busy: debug, errors: warn) | |
+/// | `on_lost = cancel` | drop the body when the lock is found lost while it runs (`async fn` only); the call fails with `ErrorKind::LockLost` | `report`: keep running, log at once, fail at the end |
 /// | `using = "alias"` | registry alias | `"default"` |
-/// | `hash = django_pglock \| django_pglocks \| django_pglocks_v1 \| postgres_lock \| sqlx` | how string keys are hashed | `django_pglock` |
+/// | `hash = django_pglock \| django_pglocks \| django_pglocks_v1 \| postgres_lock \| sqlx` | how string keys are hashed, to exclude Python processes (or sqlx) that name the same lock | `django_pglock` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |
 ///
+/// Durations are checked at compile time: a number of seconds (`5`, `0.25`), a
+/// string with units (`"250ms"`, `"2s"`, `"1m30s"`; `ms`, `s`, `m`, `h`, also `us`,
+/// `ns`, `d`), or `none`. Mistakes in arguments are compile errors at the argument,
+/// all reported in one build, and the function is still emitted, so the rest of the
+/// crate keeps type-checking while you fix them.
+///
+/// [`ToLockKey`]: https://docs.rs/pglock-runtime/latest/pglock_runtime/trait.ToLockKey.html
 /// [`Skipped`]: https://docs.rs/pglock-runtime/latest/pglock_runtime/trait.Skipped.html
 ///
 /// ```no_run
@@ -68,9 +82,47 @@ use proc_macro::TokenStream;
 /// # }
 /// ```
 ///
-/// Plain (non-`async`) functions work too, from any thread, inside a tokio runtime or
-/// not. Stacked with `#[lock_timeout]` and `#[prioritize]`, in any order, all three
-/// act on the same connection, and both of those also cover the acquisition.
+/// # Return types
+///
+/// With `on_fail = raise` (the default) a failure to acquire (busy after the
+/// timeout, deadlock, cancelled, connection or configuration errors, each its own
+/// `ErrorKind`) is returned as `Err(E::from(error))`. A function returning
+/// anything but such a `Result` is a compile error at its return type, which says
+/// to use `on_fail = skip`:
+///
+/// ```compile_fail,E0277
+/// #[pglock_runtime::advisory_lock]
+/// async fn count() -> u32 { // error: `on_fail = raise` needs a function returning `Result<_, E>` …
+///     1
+/// }
+/// ```
+///
+/// With `on_fail = skip`, the return type needs a "skipped" value: implement
+/// [`Skipped`] for your own types; a type without one is a compile error that names
+/// the trait. An `Err` returned by the body counts as a failure (an `xact`
+/// transaction is rolled back); any other value as a success.
+///
+/// # Keys
+///
+/// The default key names the module and the function, so two functions with the
+/// same name in one module — methods of two types in the same module, say — share
+/// a lock. Give them a `key` (for example `key = ("Invoices::send", self.id)`).
+///
+/// # Plain functions
+///
+/// A plain (non-`async`) function works too, from any thread, inside a tokio
+/// runtime or not; no closure is put around its body. Its `return` statements
+/// commit an `xact` transaction like reaching the end of the body does; leaving
+/// through `?` or a panic rolls it back (and releases a session lock), whatever the
+/// value, so prefer an explicit `return` for an early *successful* exit.
+///
+/// # Stacking
+///
+/// With `#[lock_timeout]` and `#[prioritize]` on the same function, in any order
+/// and mixed with other attributes (`#[tokio::test]`, `#[tracing::instrument]`), all
+/// three act on the one scope connection, and both of those also cover the
+/// acquisition: the attribute that expands first collects the others and generates
+/// once. Each may appear once; stacked `using` and `crate` must agree.
 #[proc_macro_attribute]
 pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::advisory_lock(args.into(), item.into()).into()
@@ -81,14 +133,18 @@ pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// | argument | meaning | default |
 /// |---|---|---|
-/// | first argument | the limit: seconds (`5`, `0.5`), a string (`"250ms"`, `"5s"`, `"1m"`), or `none` for no limit; zero is an error | required |
+/// | first argument | the limit: seconds (`5`, `0.5`), a string (`"250ms"`, `"5s"`, `"1m"`), or `none` for no limit; zero is a compile error (PostgreSQL reads 0 as "no limit": write `none`) | required |
 /// | `using = "alias"` | registry alias | `"default"` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |
 ///
 /// Every lock wait of the body's statements on the scope connection gives up after
 /// the limit with SQLSTATE 55P03 (`ErrorKind::LockTimeout`). Inside a transaction
-/// it behaves like `SET LOCAL`. The function must return `Result<_, E>` with
-/// `E: From<pglock_runtime::Error>`.
+/// it behaves like `SET LOCAL`; nested scopes restore in order. The function must
+/// return `Result<_, E>` with `E: From<pglock_runtime::Error>` (the attribute's own
+/// errors go there). Stacked with `#[advisory_lock]` (in any order), the limit also
+/// bounds that lock's wait unless it has a `timeout` of its own; stacked with
+/// `#[prioritize]`, a limit shorter than its `interval` is a compile error (the body
+/// would give up before the watchdog acts).
 ///
 /// ```no_run
 /// use pglock_runtime::{advisory_lock, lock_timeout};
@@ -117,6 +173,13 @@ pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     .await?
 /// # }
 /// ```
+///
+/// ```compile_fail
+/// #[pglock_runtime::lock_timeout(0)] // error: `#[lock_timeout]` cannot be zero …
+/// async fn migrate() -> Result<(), pglock_runtime::Error> {
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::lock_timeout(args.into(), item.into()).into()
@@ -131,10 +194,10 @@ pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `interval = "1s"` | how often the watchdog looks | 1 s |
 /// | `periodic = false` | act once, one interval after the start | `true` |
 /// | `action = terminate \| cancel` | `pg_terminate_backend` or `pg_cancel_backend` | `terminate` |
-/// | `min_blocker_age = "5s"` | spare younger blockers | none |
+/// | `min_blocker_age = "5s"` | spare blockers whose transaction (or query) is younger | none spared |
 /// | `max_kills = 3` | at most this many per tick, oldest first | no cap |
 /// | `dry_run` | report, signal nobody | off |
-/// | `timeout = "10s"` | a backup `lock_timeout` for the body; shorter than `interval` is an error | none |
+/// | `timeout = "10s"` | a backup `lock_timeout` for the body; shorter than `interval` is a compile error | none |
 /// | `using = "alias"` | registry alias (the watchdog connects through it too) | `"default"` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |
 ///
@@ -142,7 +205,8 @@ pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 /// and only direct blockers. Every action is a `tracing` event (target
 /// `pglock::prioritize`); a watchdog failure (for example, permission denied) is
 /// returned when the function ends. The function must return `Result<_, E>` with
-/// `E: From<pglock_runtime::Error>`.
+/// `E: From<pglock_runtime::Error>`. Stacked with `#[advisory_lock]` (in any
+/// order), the watchdog also protects the wait for that lock.
 ///
 /// ```no_run
 /// use pglock_runtime::{lock_timeout, prioritize};
@@ -173,6 +237,14 @@ pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     .await?;
 /// done.output
 /// # }
+/// ```
+///
+/// ```compile_fail
+/// // error: `timeout` (500ms) is shorter than `interval` (2s) …
+/// #[pglock_runtime::prioritize(interval = "2s", timeout = "500ms")]
+/// async fn migrate() -> Result<(), pglock_runtime::Error> {
+///     Ok(())
+/// }
 /// ```
 #[proc_macro_attribute]
 pub fn prioritize(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -49,6 +49,28 @@ fn describe(nanos: u64) -> String {
     }
 }
 
+/// PostgreSQL's largest `lock_timeout`: `i32::MAX` milliseconds.
+const MAX_LOCK_TIMEOUT: u64 = i32::MAX as u64 * 1_000_000;
+
+/// A literal lock wait limit above what PostgreSQL accepts.
+fn check_lock_limit(cx: &Ctxt, limit: Option<&At<DurationArg>>, what: &str) {
+    if let Some(At {
+        value: DurationArg::Nanos(n),
+        span,
+    }) = limit
+    {
+        if *n > MAX_LOCK_TIMEOUT {
+            cx.error_at(
+                *span,
+                format!(
+                    "{what} is longer than PostgreSQL's largest `lock_timeout` (2147483647ms, about \
+                     24.8 days): write `none` for no limit"
+                ),
+            );
+        }
+    }
+}
+
 /// Whether the function returns `()`.
 pub(crate) fn returns_unit(sig: &Signature) -> bool {
     match &sig.output {
@@ -110,6 +132,9 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
     )
     .map(|p| p.0.clone());
 
+    check_lock_limit(cx, args.timeout.as_ref(), "`timeout`");
+    check_lock_limit(cx, args.lock_timeout.as_ref(), "this `#[lock_timeout]`");
+    check_lock_limit(cx, args.prioritize_timeout.as_ref(), "`timeout`");
     if let Some(At {
         value: DurationArg::Nanos(0),
         span,
@@ -405,6 +430,35 @@ mod tests {
         assert!(e[0].contains("cannot be zero"), "{e:?}");
         // `timeout = 0` of an advisory lock means "do not wait": fine.
         assert!(errors(&[(Kind::AdvisoryLock, quote!(timeout = 0))], result_fn()).is_empty());
+    }
+
+    #[test]
+    fn limits_above_postgres_maximum() {
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(timeout = "30d"))],
+            result_fn(),
+        );
+        assert!(
+            e[0].starts_with("`timeout` is longer than PostgreSQL's largest `lock_timeout`"),
+            "{e:?}"
+        );
+        let e = errors(&[(Kind::LockTimeout, quote!(2147484))], result_fn());
+        assert!(
+            e[0].starts_with("this `#[lock_timeout]` is longer"),
+            "{e:?}"
+        );
+        assert!(errors(&[(Kind::LockTimeout, quote!(2147483))], result_fn()).is_empty());
+        let e = errors(
+            &[(Kind::Prioritize, quote!(timeout = "1000h"))],
+            result_fn(),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        // Not a lock wait limit: any length.
+        assert!(errors(
+            &[(Kind::Prioritize, quote!(min_blocker_age = "100d"))],
+            result_fn()
+        )
+        .is_empty());
     }
 
     #[test]
