@@ -159,6 +159,23 @@ impl Job for Worker {
     }
 }
 
+/// A plain function returning a future: the lock is held while the future runs
+/// (it counts its own session's advisory locks).
+#[allow(clippy::manual_async_fn)] // this form is the point
+#[advisory_lock(key = id)]
+fn returns_future(id: i64) -> impl std::future::Future<Output = Result<i64, Error>> + Send {
+    async move {
+        let db = pglock_runtime::connection().await?;
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
 #[tracing::instrument]
 #[advisory_lock(key = id)]
 async fn instrumented_above(id: i64) -> Result<i64, Error> {
@@ -213,6 +230,7 @@ async fn every_form_runs() {
     assert_eq!(w.by_mut().unwrap(), id + 1);
     assert_eq!(Arc::new(w).by_arc().await, Some(id + 1));
     assert_eq!(Worker { id: 1 }.run(id).await.unwrap(), id + 1);
+    assert_eq!(returns_future(id).await.unwrap(), 1);
     assert_eq!(instrumented_above(id).await.unwrap(), id);
     assert_eq!(instrumented_below(id).await.unwrap(), id);
     // `#[tokio::test]` functions build their own runtime: call them from a thread

@@ -76,7 +76,7 @@ fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut all = Args::default();
     attr::parse_into(&cx, &mut all, kind, args, Span::call_site());
     collect_stacked(&cx, &mut all, &mut func);
-    let is_async = func.sig.asyncness.is_some() || async_trait_body(&mut func).is_some();
+    let is_async = func.sig.asyncness.is_some() || returned_future(&mut func).is_some();
     match valid::check(&cx, all, &func.sig, is_async) {
         Some(checked) if !cx.has_errors() => generate(&checked, func),
         _ => {
@@ -323,10 +323,10 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         ReturnType::Type(_, t) => t.span(),
     };
 
-    if let Some(inner) = async_trait_body(&mut func) {
-        // `#[async_trait]` has already turned the method into a plain function
-        // returning `Box::pin(async move { … })`: wrap that inner future. Its
-        // output type is not written anywhere we can see, so it is inferred.
+    if let Some(inner) = returned_future(&mut func) {
+        // A plain function returning a future (as `#[async_trait]` makes of an
+        // `async fn`): wrap that inner future. Its output type is not written
+        // anywhere we can see, so it is inferred.
         let run = if raise { quote!(raise) } else { quote!(skip) };
         let call = Call {
             receiver: TokenStream::new(),
@@ -436,30 +436,35 @@ fn fake_return(ret: &TokenStream, span: Span) -> TokenStream {
     }
 }
 
-/// The block of the `async move { … }` in `Box::pin(async move { … })` as the
-/// last expression of a plain function's body: what `#[async_trait]` produces.
-fn async_trait_body(func: &mut ItemFn) -> Option<&mut Block> {
+/// The block of the future a plain function returns, when its body ends in one:
+/// `Box::pin(async move { … })` (what `#[async_trait]` produces) or `async move {
+/// … }` (a `-> impl Future` function). The lock must be held while that future
+/// runs, not while it is built (tracing-attributes does the same).
+fn returned_future(func: &mut ItemFn) -> Option<&mut Block> {
     if func.sig.asyncness.is_some() {
         return None;
     }
     let Some(Stmt::Expr(last, None)) = func.block.stmts.last_mut() else {
         return None;
     };
-    let Expr::Call(call) = ungroup(last) else {
-        return None;
+    let fut = match ungroup(last) {
+        Expr::Call(call) => {
+            let Expr::Path(path) = ungroup(&mut call.func) else {
+                return None;
+            };
+            let mut segs = path.path.segments.iter().rev().map(|s| s.ident.to_string());
+            if segs.next().as_deref() != Some("pin") || segs.next().as_deref() != Some("Box") {
+                return None;
+            }
+            if call.args.len() != 1 {
+                return None;
+            }
+            ungroup(call.args.first_mut()?)
+        }
+        e => e,
     };
-    let Expr::Path(path) = ungroup(&mut call.func) else {
-        return None;
-    };
-    let mut segs = path.path.segments.iter().rev().map(|s| s.ident.to_string());
-    if segs.next().as_deref() != Some("pin") || segs.next().as_deref() != Some("Box") {
-        return None;
-    }
-    if call.args.len() != 1 {
-        return None;
-    }
-    match call.args.first_mut().map(ungroup) {
-        Some(Expr::Async(a)) if a.capture.is_some() => Some(&mut a.block),
+    match fut {
+        Expr::Async(a) if a.capture.is_some() => Some(&mut a.block),
         _ => None,
     }
 }
@@ -760,25 +765,25 @@ mod tests {
                 Box::pin(async { 1 })
             }
         );
-        assert!(async_trait_body(&mut f).is_none());
+        assert!(returned_future(&mut f).is_none());
         let mut f: ItemFn = syn::parse_quote!(
             fn f() -> X {
                 Rc::pin(async move { 1 })
             }
         );
-        assert!(async_trait_body(&mut f).is_none());
+        assert!(returned_future(&mut f).is_none());
         let mut f: ItemFn = syn::parse_quote!(
             async fn f() -> X {
                 Box::pin(async move { 1 })
             }
         );
-        assert!(async_trait_body(&mut f).is_none());
+        assert!(returned_future(&mut f).is_none());
         let mut f: ItemFn = syn::parse_quote!(
             fn f() -> X {
                 ::std::boxed::Box::pin((async move { 1 }))
             }
         );
-        assert!(async_trait_body(&mut f).is_some());
+        assert!(returned_future(&mut f).is_some());
     }
 
     #[test]

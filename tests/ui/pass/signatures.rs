@@ -164,6 +164,19 @@ async fn own_error_type() -> Result<(), AppError> {
     Ok(())
 }
 
+// A plain function returning a future: the lock is held while the future runs.
+#[advisory_lock(key = id)]
+fn returns_future(id: i64) -> impl std::future::Future<Output = Result<i64, Error>> + Send {
+    async move { Ok(id) }
+}
+
+#[advisory_lock(key = id, timeout = 0, on_fail = skip)]
+fn returns_boxed_future(
+    id: i64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<i64>> + Send>> {
+    Box::pin(async move { Some(id) })
+}
+
 fn assert_send<T: Send>(_: T) {}
 
 fn main() {
@@ -180,6 +193,8 @@ fn main() {
     assert_send(must_use());
     assert_send(stacked_a());
     assert_send(stacked_b());
+    assert_send(returns_future(1));
+    assert_send(returns_boxed_future(1));
     let _ = (
         Svc::sync_method,
         Svc::by_mut,
