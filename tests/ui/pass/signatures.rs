@@ -164,6 +164,43 @@ async fn own_error_type() -> Result<(), AppError> {
     Ok(())
 }
 
+// Borrowed returns, elided and named lifetimes.
+struct Named {
+    name: String,
+}
+
+impl Named {
+    #[advisory_lock(key = self.name.as_str())]
+    async fn name(&self) -> Result<&str, Error> {
+        Ok(&self.name)
+    }
+
+    #[advisory_lock(key = self.name.as_str())]
+    fn name_sync<'a>(&'a self, other: &'a str) -> Result<&'a str, Error> {
+        if other.is_empty() {
+            return Ok(&self.name);
+        }
+        Ok(other)
+    }
+}
+
+// `async fn` in traits (native), in the definition's default body and in impls.
+trait NativeAsync {
+    #[advisory_lock]
+    async fn default_body(&self) -> Result<u8, Error> {
+        Ok(1)
+    }
+
+    async fn required(&self) -> Result<u8, Error>;
+}
+
+impl NativeAsync for Named {
+    #[advisory_lock(key = self.name.as_str(), timeout = 0)]
+    async fn required(&self) -> Result<u8, Error> {
+        Ok(2)
+    }
+}
+
 // A plain function returning a future: the lock is held while the future runs.
 #[advisory_lock(key = id)]
 fn returns_future(id: i64) -> impl std::future::Future<Output = Result<i64, Error>> + Send {
@@ -180,6 +217,11 @@ fn returns_boxed_future(
 fn assert_send<T: Send>(_: T) {}
 
 fn main() {
+    let named = Named { name: "n".into() };
+    assert_send(named.name());
+    assert_send(named.default_body());
+    assert_send(named.required());
+    let _ = named.name_sync("x");
     assert_send(generic(1, 2u8, "x"));
     assert_send(skip_custom());
     assert_send(Svc { n: 1 }.by_ref());
