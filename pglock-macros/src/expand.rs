@@ -133,7 +133,7 @@ enum Allow {
     /// `return __pglock_scope.exit(__pglock_value);` after a body that always
     /// returns early (as `#[tokio::test]`'s expansion does).
     Exit,
-    /// The fake return edge (`if false { return unreachable!() }`).
+    /// The fake return edge (`if false { let x: R = loop {}; return x; }`).
     FakeReturn,
 }
 
@@ -142,6 +142,7 @@ fn allow(site: Allow) -> TokenStream {
         Allow::Exit => quote!(#[allow(unreachable_code, clippy::needless_return)]),
         Allow::FakeReturn => quote! {
             #[allow(
+                unknown_lints,
                 unreachable_code,
                 clippy::diverging_sub_expression,
                 clippy::empty_loop,
