@@ -15,7 +15,7 @@ mod jobs {
     /// Records the scope connection's pid and what the server shows for this
     /// function's default key while the body runs.
     #[advisory_lock]
-    pub async fn nightly() -> Result<(i32, Vec<i32>), Error> {
+    pub(super) async fn nightly() -> Result<(i32, Vec<i32>), Error> {
         let obs = observer().await;
         let pid = connection().await?.backend_pid();
         Ok((
