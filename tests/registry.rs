@@ -202,18 +202,31 @@ async fn checkout_wait_is_bounded() {
 #[test]
 fn pool_survives_the_runtime_that_filled_it() {
     setup();
-    let alias = one_connection_alias("runtimes");
-    let first = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(pid_of(alias));
-    let second = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let c = connection_for(alias).await.unwrap();
-        c.query_one("SELECT 1", &[])
-            .await
-            .expect("usable from a new runtime");
-        c.backend_pid()
-    });
-    assert_eq!(first, second);
+    // Driven by pglock's runtime: the same session serves both runtimes.
+    register(
+        "runtimes",
+        Config::from_url(url())
+            .unwrap()
+            .max_size(1)
+            .drive_on_caller_runtime(false),
+    )
+    .unwrap();
+    // Driven by each caller's runtime: the second runtime gets a working
+    // connection of its own; the first runtime's closed with it.
+    let affine = one_connection_alias("runtimes-affine");
+    for (alias, same) in [("runtimes", true), (affine, false)] {
+        let first = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(pid_of(alias));
+        let second = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let c = connection_for(alias).await.unwrap();
+            c.query_one("SELECT 1", &[])
+                .await
+                .expect("usable from a new runtime");
+            c.backend_pid()
+        });
+        assert_eq!(first == second, same, "{alias}: {first} then {second}");
+    }
 }
 
 /// A server that accepts the TCP connection but never answers: the checkout fails

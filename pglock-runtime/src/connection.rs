@@ -92,8 +92,8 @@ impl Connection {
         self.shared.alias.pipelined_release()
     }
 
-    pub(crate) fn heartbeat_interval(&self) -> Option<std::time::Duration> {
-        self.shared.alias.heartbeat()
+    pub(crate) fn heartbeat_board(&self) -> Option<&Arc<crate::heartbeat::Board>> {
+        self.shared.alias.heartbeats()
     }
 
     /// Closes the session instead of returning it to the pool when the last clone

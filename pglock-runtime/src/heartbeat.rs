@@ -1,7 +1,15 @@
-//! Lock-loss detection: while a lock is held on a pooled connection, a task checks
+//! Lock-loss detection: while a lock is held on a pooled connection, pglock checks
 //! every interval, on that session, that it still holds the lock.
+//!
+//! Each alias has one board of held locks and one ticker task on pglock's runtime
+//! that looks at the board a few times per interval and checks the locks that are
+//! due. Taking a lock only puts an entry on the board and releasing it takes the
+//! entry off: no task, no timer and no thread hop per lock, so locks held for less
+//! than an interval cost (almost) nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -12,42 +20,150 @@ use crate::exec::Exec;
 use crate::key::LockKey;
 use crate::rt;
 
-/// A running heartbeat; stops when dropped.
+/// Why a lock was found lost, once it was.
+type Lost = watch::Sender<Option<Arc<str>>>;
+
+struct Entry {
+    conn: Connection,
+    key: LockKey,
+    shared: bool,
+    due: Instant,
+    checking: bool,
+    lost: Lost,
+}
+
+/// The locks held on one alias's connections, and how often to check them.
+pub(crate) struct Board {
+    every: Duration,
+    state: Mutex<State>,
+    ticker: OnceLock<()>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+impl Board {
+    pub(crate) fn new(every: Duration) -> Arc<Board> {
+        Arc::new(Board {
+            every,
+            state: Mutex::new(State::default()),
+            ticker: OnceLock::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the ticker on first use. It runs for the life of the process (an
+    /// alias is never unregistered) and wakes a few times per interval.
+    fn ensure_ticker(self: &Arc<Board>) {
+        self.ticker.get_or_init(|| {
+            let board = self.clone();
+            let tick = (self.every / 4).max(Duration::from_millis(5));
+            rt::spawn(async move {
+                let mut timer = tokio::time::interval(tick);
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    timer.tick().await;
+                    board.check_due();
+                }
+            });
+        });
+    }
+
+    /// Starts a check of every entry that is due and not being checked.
+    fn check_due(self: &Arc<Board>) {
+        let now = Instant::now();
+        let mut state = self.state();
+        for (&id, e) in state.entries.iter_mut() {
+            if e.checking || e.due > now {
+                continue;
+            }
+            e.checking = true;
+            let (conn, key, shared) = (e.conn.clone(), e.key, e.shared);
+            let board = self.clone();
+            rt::spawn(async move {
+                let why = check(&conn, key, shared).await;
+                board.checked(id, why, &conn);
+            });
+        }
+    }
+
+    /// Records the outcome of a check of entry `id` (gone if released meanwhile).
+    fn checked(&self, id: u64, why: Option<&'static str>, conn: &Connection) {
+        let mut state = self.state();
+        let Some(e) = state.entries.get_mut(&id) else {
+            return;
+        };
+        let Some(why) = why else {
+            e.checking = false;
+            e.due = Instant::now() + self.every;
+            return;
+        };
+        let e = state.entries.remove(&id).expect("present");
+        drop(state);
+        tracing::error!(target: "pglock", key = %e.key, pid = conn.backend_pid(), reason = why,
+            "advisory lock lost while held");
+        conn.discard();
+        let _ = e.lost.send(Some(Arc::from(why)));
+    }
+}
+
+/// One check of a held lock: `Some(reason)` if it is lost.
+async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<&'static str> {
+    if conn.is_closed() {
+        return Some("its connection is closed");
+    }
+    match holds(Exec::pooled(conn), key, shared).await {
+        Ok(true) => None,
+        Ok(false) => Some("its session no longer holds it"),
+        Err(e) if e.is_connection_lost() => Some("its connection was lost"),
+        // An aborted transaction, a cancelled statement: says nothing about the
+        // lock; look again next time.
+        Err(_) => None,
+    }
+}
+
+/// A lock on the board; taken off when dropped.
 pub(crate) struct Heartbeat {
+    board: Arc<Board>,
+    id: u64,
     lost: watch::Receiver<Option<Arc<str>>>,
-    task: tokio::task::JoinHandle<()>,
     key: LockKey,
 }
 
 impl Heartbeat {
-    /// Starts checking `key` on `conn`, if the alias has a heartbeat.
+    /// Puts `key`, held on `conn`, on its alias's board, if the alias has a
+    /// heartbeat. The first check is one interval from now.
     pub(crate) fn start(conn: &Connection, key: LockKey, shared: bool) -> Option<Heartbeat> {
-        let every = conn.heartbeat_interval()?;
+        let board = conn.heartbeat_board()?.clone();
+        board.ensure_ticker();
         let (tx, rx) = watch::channel(None);
-        let conn = conn.clone();
-        let task = rt::spawn(async move {
-            let why = loop {
-                tokio::time::sleep(every).await;
-                if conn.is_closed() {
-                    break "its connection is closed";
-                }
-                match holds(Exec::pooled(&conn), key, shared).await {
-                    Ok(true) => {}
-                    Ok(false) => break "its session no longer holds it",
-                    Err(e) if e.is_connection_lost() => break "its connection was lost",
-                    // An aborted transaction, a cancelled statement: says nothing
-                    // about the lock; look again next time.
-                    Err(_) => {}
-                }
-            };
-            tracing::error!(target: "pglock", key = %key, pid = conn.backend_pid(), reason = why,
-                "advisory lock lost while held");
-            conn.discard();
-            let _ = tx.send(Some(Arc::from(why)));
-        });
+        let id = {
+            let mut state = board.state();
+            state.next_id += 1;
+            let id = state.next_id;
+            state.entries.insert(
+                id,
+                Entry {
+                    conn: conn.clone(),
+                    key,
+                    shared,
+                    due: Instant::now() + board.every,
+                    checking: false,
+                    lost: tx,
+                },
+            );
+            id
+        };
         Some(Heartbeat {
+            board,
+            id,
             lost: rx,
-            task,
             key,
         })
     }
@@ -67,7 +183,7 @@ impl Heartbeat {
             .ok()
             .and_then(|v| v.clone());
         let Some(why) = why else {
-            // The task ended without a loss (it never does on its own): wait forever.
+            // Taken off the board without a loss: the lock is being released.
             return std::future::pending().await;
         };
         Error::new(
@@ -80,6 +196,8 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.task.abort();
+        let entry = self.board.state().entries.remove(&self.id);
+        // Dropped outside the lock: it may return the connection to its pool.
+        drop(entry);
     }
 }

@@ -40,6 +40,7 @@ pub struct Config {
     heartbeat: Option<Duration>,
     transaction_pooling: bool,
     pipelined_release: bool,
+    drive_on_caller_runtime: bool,
 }
 
 impl fmt::Debug for Config {
@@ -54,6 +55,7 @@ impl fmt::Debug for Config {
             .field("heartbeat", &self.heartbeat)
             .field("transaction_pooling", &self.transaction_pooling)
             .field("pipelined_release", &self.pipelined_release)
+            .field("drive_on_caller_runtime", &self.drive_on_caller_runtime)
             .finish()
     }
 }
@@ -76,6 +78,7 @@ impl Config {
             heartbeat: Some(Duration::from_secs(1)),
             transaction_pooling: false,
             pipelined_release: false,
+            drive_on_caller_runtime: true,
         }
     }
 
@@ -158,6 +161,35 @@ impl Config {
     /// [`AdvisoryLock::run`]: crate::AdvisoryLock::run
     pub fn pipelined_release(mut self, pipelined: bool) -> Config {
         self.pipelined_release = pipelined;
+        self
+    }
+
+    /// Drives connections checked out from a multi-thread tokio runtime on that
+    /// runtime, like a plain `tokio_postgres` client whose connection task the
+    /// application spawned. On by default.
+    ///
+    /// A statement's reply then wakes the waiting task on its own runtime instead
+    /// of crossing from pglock's I/O threads: on a loaded two-core machine this
+    /// is the difference between ~0.6× and ~1.0× the lock throughput of raw
+    /// clients (see `BENCHMARKS.md`). Each multi-thread runtime that uses the
+    /// alias gets a pool of its own, of up to [`max_size`](Config::max_size)
+    /// connections. Checkouts from current-thread runtimes, from outside any
+    /// runtime and from the blocking API use connections driven by pglock's own
+    /// runtime, as do all checkouts when this is off.
+    ///
+    /// A connection closes when the runtime driving it shuts down, releasing
+    /// whatever its session holds. That only matters to a guard or connection
+    /// kept past the end of the runtime it was checked out on (an application
+    /// that builds short-lived runtimes and hands guards across them); turn
+    /// this off for such an alias.
+    ///
+    /// ```
+    /// # let config: pglock_runtime::Config = "postgres://localhost/app".parse()?;
+    /// let config = config.drive_on_caller_runtime(false);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn drive_on_caller_runtime(mut self, on: bool) -> Config {
+        self.drive_on_caller_runtime = on;
         self
     }
 
@@ -259,36 +291,78 @@ pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
 pub(crate) struct Alias {
     pub(crate) name: Arc<str>,
     config: Config,
-    pool: managed::Pool<Manager>,
+    /// Connections driven on pglock's own runtime.
+    pool: Pool,
+    /// Connections driven on callers' multi-thread runtimes, one pool per runtime
+    /// (see [`Config::drive_on_caller_runtime`]).
+    local: Mutex<HashMap<tokio::runtime::Id, Pool>>,
+    /// The locks held on this alias's connections, for the heartbeat.
+    heartbeats: Option<Arc<crate::heartbeat::Board>>,
 }
+
+type Pool = managed::Pool<Manager>;
 
 impl Alias {
     fn new(name: &str, config: Config) -> Arc<Alias> {
+        Arc::new(Alias {
+            name: Arc::from(name),
+            pool: Alias::build_pool(name, &config, false),
+            heartbeats: config.heartbeat.map(crate::heartbeat::Board::new),
+            config,
+            local: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn build_pool(name: &str, config: &Config, on_caller: bool) -> Pool {
         let manager = Manager {
             alias: Arc::from(name),
             config: config.clone(),
+            on_caller,
         };
-        let pool = managed::Pool::builder(manager)
+        managed::Pool::builder(manager)
             .max_size(config.max_size)
             .wait_timeout(Some(config.checkout_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .expect("a runtime and a max size are set");
-        Arc::new(Alias {
-            name: Arc::from(name),
-            config,
-            pool,
-        })
+            .expect("a runtime and a max size are set")
     }
 
-    /// Checks out a connection. Runs on pglock's runtime, so that the pool's
-    /// timers work whatever runtime (if any) the caller is on.
+    /// The pool of the caller's multi-thread runtime, when connections may be
+    /// driven there.
+    fn caller_pool(&self) -> Option<Pool> {
+        if !self.config.drive_on_caller_runtime || !rt::caller_runtime_usable() {
+            return None;
+        }
+        let handle = tokio::runtime::Handle::current();
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return None;
+        }
+        let id = handle.id();
+        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = map.get(&id) {
+            return Some(pool.clone());
+        }
+        // A new runtime: forget the pools of runtimes that have shut down (their
+        // connections closed with them), so that ids reused later start afresh.
+        map.retain(|_, pool| {
+            pool.retain(|c, _| !c.client.is_closed());
+            pool.status().size > 0
+        });
+        let pool = Alias::build_pool(&self.name, &self.config, true);
+        map.insert(id, pool.clone());
+        Some(pool)
+    }
+
+    /// Checks out a connection: on a multi-thread runtime (unless configured
+    /// otherwise) one driven by that runtime, else one driven by pglock's.
     pub(crate) async fn checkout(self: &Arc<Self>) -> Result<Connection, Error> {
         // The pool's timers need a tokio runtime: the caller's when it can run
         // them, otherwise pglock's own.
-        let obj = if rt::caller_runtime_usable() {
+        let obj = if let Some(pool) = self.caller_pool() {
+            pool.get().await
+        } else if rt::caller_runtime_usable() {
             self.pool.get().await
         } else {
             let this = self.clone();
@@ -328,8 +402,8 @@ impl Alias {
         }
     }
 
-    pub(crate) fn heartbeat(&self) -> Option<Duration> {
-        self.config.heartbeat
+    pub(crate) fn heartbeats(&self) -> Option<&Arc<crate::heartbeat::Board>> {
+        self.heartbeats.as_ref()
     }
 
     pub(crate) fn pipelined_release(&self) -> bool {
@@ -338,8 +412,13 @@ impl Alias {
 
     /// Pool status: (open connections, idle connections).
     pub(crate) fn status(&self) -> (usize, usize) {
-        let s = self.pool.status();
-        (s.size, s.available)
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(&self.pool)
+            .chain(local.values())
+            .map(Pool::status)
+            .fold((0, 0), |(size, idle), s| {
+                (size + s.size, idle + s.available)
+            })
     }
 }
 
@@ -423,6 +502,9 @@ impl PgConn {
 pub(crate) struct Manager {
     alias: Arc<str>,
     config: Config,
+    /// Connect and drive on the runtime that asks for the connection (a caller's
+    /// multi-thread runtime), not on pglock's.
+    on_caller: bool,
 }
 
 impl managed::Manager for Manager {
@@ -434,6 +516,9 @@ impl managed::Manager for Manager {
         let allow_standby = self.config.allow_standby;
         let pooled = self.config.transaction_pooling;
         let alias = self.alias.clone();
+        if self.on_caller {
+            return connect(pg, &alias, allow_standby, pooled).await;
+        }
         rt::spawn(async move { connect(pg, &alias, allow_standby, pooled).await })
             .await
             .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
@@ -447,7 +532,7 @@ impl managed::Manager for Manager {
     }
 }
 
-/// Opens a connection, spawns its driver on the current (pglock) runtime, and reads
+/// Opens a connection, spawns its driver on the current runtime, and reads
 /// the facts pglock needs. Refuses a hot standby unless allowed.
 async fn connect(
     pg: tokio_postgres::Config,

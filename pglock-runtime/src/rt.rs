@@ -1,11 +1,12 @@
-//! The runtime that drives every pglock connection.
+//! pglock's own I/O runtime.
 //!
-//! Connections are opened and driven on a small dedicated tokio runtime, not on the
-//! caller's. A `tokio_postgres::Client` only talks to its connection task through
-//! channels, so a pooled connection stays usable from any runtime, from plain
-//! threads (the sync API), and after the runtime that first used it has shut down
-//! (each `#[tokio::test]` has its own). It is also where release and clean-up work
-//! runs when a guard is dropped outside any runtime.
+//! Connections checked out from a multi-thread tokio runtime are opened and
+//! driven on that runtime (`Config::drive_on_caller_runtime`). All others — from
+//! current-thread runtimes, plain threads (the sync API), or aliases that opt out —
+//! are opened and driven on this small dedicated runtime, so they stay usable from
+//! any runtime and after the runtime that first used them has shut down. It is
+//! also where heartbeats, release and clean-up work run when a guard is dropped
+//! outside any runtime.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -49,6 +50,20 @@ pub(crate) fn caller_runtime_usable() -> bool {
     BLOCKING.with(std::cell::Cell::get) == 0 && Handle::try_current().is_ok()
 }
 
+/// Runs `fut` on the caller's runtime when it can, else on the I/O runtime: for
+/// background work that follows a caller's statements (it then stays on the
+/// thread that drives the caller's connections).
+pub(crate) fn spawn_near<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if caller_runtime_usable() {
+        tokio::spawn(fut);
+    } else {
+        spawn(fut);
+    }
+}
+
 /// Runs `fut` on the I/O runtime and returns a handle to await its result.
 pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where
@@ -61,9 +76,10 @@ where
 /// Runs `fut` to completion from synchronous code, on this thread: outside any
 /// runtime, or on a thread of a caller's runtime (multi-thread or current-thread).
 ///
-/// pglock's futures only wait on channels and on tasks of the I/O runtime, never on
-/// the caller's runtime, so parking this thread cannot deadlock and there is no
-/// "cannot start a runtime from within a runtime" panic.
+/// pglock's futures only wait on channels, on tasks of the I/O runtime and on
+/// connections driven by a multi-thread runtime (whose other threads keep running
+/// while this one blocks in place), so parking this thread cannot deadlock and
+/// there is no "cannot start a runtime from within a runtime" panic.
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     BLOCKING.with(|b| b.set(b.get() + 1));
     let _unmark = Unmark;
@@ -76,13 +92,24 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
             self.0.unpark();
         }
     }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
+    let park = move || {
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
         }
-        std::thread::park();
+    };
+    // On a worker of a multi-thread runtime, hand the worker's queued tasks to
+    // another thread first: one of them may be the driver of the very connection
+    // this thread waits on (`Config::drive_on_caller_runtime`).
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(park)
+        }
+        _ => park(),
     }
 }

@@ -275,7 +275,7 @@ impl Active {
                 // after this unlock.
                 let conn = self.conn.clone();
                 self.turn = None;
-                rt::spawn(async move {
+                rt::spawn_near(async move {
                     let exec = Exec::pooled(&conn);
                     if let Err(e) = advisory::unlock(exec, lock.key, lock.shared).await {
                         tracing::error!(target: "pglock", key = %lock.key, error = %e,

@@ -1,0 +1,114 @@
+//! Throughput experiment: raw clients vs pglock `run(async {})` at N tasks on
+//! distinct keys, with client CPU per op. `DATABASE_URL=… cargo run --release -p
+//! pglock-bench --example tp -- 8`; `ONLY=raw|run|run-piped|pool-select1` runs one
+//! variant (for `perf stat`), `NOHB=1` turns the heartbeat off.
+use pglock_runtime::{advisory, Config};
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+
+fn cpu() -> f64 {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    tokio::spawn(async { go().await }).await.unwrap();
+}
+
+async fn go() {
+    let url = std::env::var("DATABASE_URL").unwrap();
+    let tasks: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(8);
+    let ops: usize = 2000;
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    pglock_runtime::register(
+        "default",
+        Config::new(config.clone())
+            .max_size(80)
+            .pipelined_release(false)
+            .heartbeat(if std::env::var_os("NOHB").is_some() {
+                None
+            } else {
+                Some(Duration::from_secs(1))
+            }),
+    )
+    .unwrap();
+    pglock_runtime::register(
+        "piped",
+        Config::new(config.clone())
+            .max_size(80)
+            .pipelined_release(true)
+            .heartbeat(if std::env::var_os("NOHB").is_some() {
+                None
+            } else {
+                Some(Duration::from_secs(1))
+            }),
+    )
+    .unwrap();
+    let mut clients = vec![];
+    for _ in 0..tasks {
+        let (c, conn) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let l = c.prepare("SELECT pg_advisory_lock($1)").await.unwrap();
+        let u = c.prepare("SELECT pg_advisory_unlock($1)").await.unwrap();
+        clients.push(std::sync::Arc::new((c, l, u)));
+    }
+    for round in 0..3 {
+        let only = std::env::var("ONLY").ok();
+        for variant in ["raw", "pool-select1", "run", "run-piped"] {
+            if only.as_deref().is_some_and(|o| o != variant) {
+                continue;
+            }
+            let c0 = cpu();
+            let t = Instant::now();
+            let hs: Vec<_> = (0..tasks)
+                .map(|i| {
+                    let cl = clients[i].clone();
+                    tokio::spawn(async move {
+                        let key = 1000 + i as i64;
+                        for _ in 0..ops {
+                            match variant {
+                                "raw" => {
+                                    cl.0.query_one(&cl.1, &[&key]).await.unwrap();
+                                    cl.0.query_one(&cl.2, &[&key]).await.unwrap();
+                                }
+                                "pool-select1" => {
+                                    let c = pglock_runtime::connection().await.unwrap();
+                                    c.simple_query("SELECT 1").await.unwrap();
+                                }
+                                "run" => {
+                                    advisory(key).run(async {}).await.unwrap();
+                                }
+                                "run-piped" => {
+                                    advisory(key).using("piped").run(async {}).await.unwrap();
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+            let el = t.elapsed();
+            let n = (tasks * ops) as f64;
+            if round > 0 {
+                println!(
+                    "{variant:14} {:8.0} ops/s  cpu/op {:5.1} µs",
+                    n / el.as_secs_f64(),
+                    (cpu() - c0) / n
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
