@@ -1,20 +1,11 @@
 //! Throughput experiment: raw clients vs pglock `run(async {})` at N tasks on
-//! distinct keys, with client CPU per op. `DATABASE_URL=… cargo run --release -p
+//! distinct keys, with client CPU per op. `cargo run --release -p
 //! pglock-bench --example tp -- 8`; `ONLY=raw|run|run-piped|pool-select1` runs one
-//! variant (for `perf stat`), `NOHB=1` turns the heartbeat off.
+//! variant (for `perf stat`), `NOHB=1` turns the heartbeat off. Uses `DATABASE_URL`,
+//! or starts a throw-away cluster.
 use pglock_runtime::{advisory, Config};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
-
-fn cpu() -> f64 {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        / 1000.0
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -22,37 +13,23 @@ async fn main() {
 }
 
 async fn go() {
-    let url = std::env::var("DATABASE_URL").unwrap();
+    let url = pglock_testkit::database_url();
     let tasks: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(8);
     let ops: usize = 2000;
     let config: tokio_postgres::Config = url.parse().unwrap();
-    pglock_runtime::register(
-        "default",
-        Config::new(config.clone())
-            .max_size(80)
-            .pipelined_release(false)
-            .heartbeat(if std::env::var_os("NOHB").is_some() {
-                None
-            } else {
-                Some(Duration::from_secs(1))
-            }),
-    )
-    .unwrap();
-    pglock_runtime::register(
-        "piped",
-        Config::new(config.clone())
-            .max_size(80)
-            .pipelined_release(true)
-            .heartbeat(if std::env::var_os("NOHB").is_some() {
-                None
-            } else {
-                Some(Duration::from_secs(1))
-            }),
-    )
-    .unwrap();
+    let heartbeat = if std::env::var_os("NOHB").is_some() {
+        None
+    } else {
+        Some(Duration::from_secs(1))
+    };
+    let base = Config::new(config.clone())
+        .max_size(80)
+        .heartbeat(heartbeat);
+    pglock_runtime::register("default", base.clone().pipelined_release(false)).unwrap();
+    pglock_runtime::register("piped", base.pipelined_release(true)).unwrap();
     let mut clients = vec![];
     for _ in 0..tasks {
         let (c, conn) = config.connect(NoTls).await.unwrap();
@@ -67,7 +44,7 @@ async fn go() {
             if only.as_deref().is_some_and(|o| o != variant) {
                 continue;
             }
-            let c0 = cpu();
+            let c0 = pglock_bench::cpu_micros();
             let t = Instant::now();
             let hs: Vec<_> = (0..tasks)
                 .map(|i| {
@@ -105,7 +82,7 @@ async fn go() {
                 println!(
                     "{variant:14} {:8.0} ops/s  cpu/op {:5.1} µs",
                     n / el.as_secs_f64(),
-                    (cpu() - c0) / n
+                    (pglock_bench::cpu_micros() - c0) / n
                 );
             }
         }

@@ -721,7 +721,7 @@ struct Throughput {
 
 /// CPU time this process's live threads have used, in µs
 /// (`/proc/self/task/*/schedstat`, nanosecond resolution).
-fn cpu_micros() -> f64 {
+pub fn cpu_micros() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return f64::NAN;
     };
