@@ -724,19 +724,16 @@ async fn bounded_waits_include_the_in_process_queue() {
     head.await.unwrap().unwrap();
 }
 
-/// `Config::pipelined_release`: the call returns before the unlock's reply; the
-/// lock is still released, mutual exclusion holds, and a lock lost before release
-/// closes the session instead of returning it to the pool.
+/// Pipelined release (the default): the call returns before the unlock's reply
+/// and the connection goes straight back to the pool; the lock is still released,
+/// mutual exclusion holds, a no-wait try right after the call finds the key free,
+/// and a lock lost before release is still the call's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_release() {
     setup();
-    pglock_runtime::register(
-        "pipelined",
-        pglock_runtime::Config::from_url(url())
-            .unwrap()
-            .pipelined_release(true),
-    )
-    .unwrap();
+    let mut pg: tokio_postgres::Config = url().parse().unwrap();
+    pg.application_name("pglock-pipelined-test");
+    pglock_runtime::register("pipelined", pglock_runtime::Config::new(pg)).unwrap();
     let obs = observer().await;
     let key = unique_key();
     advisory(key)
@@ -745,6 +742,39 @@ async fn pipelined_release() {
         .await
         .unwrap();
     assert_released(&obs, LockKey::Int(key)).await;
+
+    // One call after another: each finds the previous call's connection back in
+    // the pool (the unlock ahead of it on the wire), so one session serves them
+    // all; and a no-wait try right after a call never finds the key busy.
+    for i in 0..200 {
+        advisory(key)
+            .using("pipelined")
+            .run(async {})
+            .await
+            .unwrap();
+        let other = tokio::spawn(async move {
+            advisory(key)
+                .using("pipelined")
+                .no_wait()
+                .acquire()
+                .await
+        });
+        let g = other.await.unwrap().expect("free once the call returned");
+        if i % 50 == 0 {
+            let pid = g.connection().unwrap().backend_pid();
+            assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![pid]);
+        }
+        g.release().await.unwrap();
+    }
+    let sessions: i64 = obs
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pglock-pipelined-test'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(sessions <= 2, "{sessions} sessions for sequential calls");
 
     let inside = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..8)
@@ -770,26 +800,65 @@ async fn pipelined_release() {
     }
     assert_released(&obs, LockKey::Int(key)).await;
 
-    // Lost before release: reported as an event, and the session is closed.
-    let pid = advisory(key)
+    // The body had the connection: the release waits, and a lock lost before it
+    // is the call's error.
+    let err = advisory(key)
         .using("pipelined")
         .run(async {
             let db = pglock_runtime::connection_for("pipelined").await.unwrap();
             db.batch_execute("SELECT pg_advisory_unlock_all()")
                 .await
                 .unwrap();
-            db.backend_pid()
         })
         .await
-        .unwrap();
-    for _ in 0..500 {
-        if backend_state(&obs, pid).await.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LostBeforeRelease);
+
+    // The session ended while the body ran (it never touched the connection):
+    // still the call's error.
+    let killer = {
+        let obs = observer().await;
+        tokio::spawn(async move {
+            let pid = loop {
+                if let Some(p) = holders(&obs, LockKey::Int(key)).await.first() {
+                    break *p;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .unwrap();
+        })
+    };
+    let err = advisory(key)
+        .using("pipelined")
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
+    killer.await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
+}
+
+/// `Config::pipelined_release(false)`: every release waits for its reply.
+#[tokio::test]
+async fn awaited_release() {
+    setup();
+    pglock_runtime::register(
+        "awaited",
+        pglock_runtime::Config::from_url(url())
+            .unwrap()
+            .pipelined_release(false),
+    )
+    .unwrap();
+    let obs = observer().await;
+    let key = unique_key();
+    // Awaited: released on the server by the time the call returns, every time
+    // (a pipelined release would now and then still be on the wire).
+    for _ in 0..50 {
+        advisory(key).using("awaited").run(async {}).await.unwrap();
+        assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
     }
-    assert!(
-        backend_state(&obs, pid).await.is_none(),
-        "the session was closed"
-    );
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -463,6 +464,9 @@ pub(crate) async fn lock(
         }
     };
     if wait == Wait::Immediate {
+        // A release of this key that this process has sent but the server has not
+        // answered yet must not make the key look busy.
+        crate::queue::settled(key).await;
         let row = on_our_session(exec.query(sql::TRY_LOCK[k][x][s], &params(&[])).await?)?;
         return if row.get::<_, bool>(0) {
             Ok(())
@@ -613,6 +617,44 @@ pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result
         )
         .with_key(key))
     }
+}
+
+/// Sends the unlock of a session lock on a pooled connection now, and returns the
+/// check of its reply as a future that owns what it needs: the connection can go
+/// back to the pool at once, and whoever uses it next is queued behind the unlock
+/// on the wire. `None` (nothing sent) when the unlock statement is not prepared on
+/// this connection yet: the request would then not be on the wire before the
+/// connection serves someone else.
+///
+/// The check, when the reply is in: `true` is the normal case; `false` or an error
+/// means the session may still hold the lock (a cancelled unlock) or lost it
+/// earlier, and nobody is left to return the error to: it is an error event, and
+/// the session is closed, which releases whatever it holds.
+pub(crate) fn unlock_pipelined(
+    conn: &Connection,
+    key: LockKey,
+    shared: bool,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let pg = conn.pg_shared().clone();
+    let p = KeyParams::new(key);
+    let stmt = pg.cached(sql::UNLOCK[p.kind()][usize::from(shared)])?;
+    let mut check = Box::pin(async move {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            p.with(&[]).into_iter().map(|(v, _)| v).collect();
+        let outcome = match pg.client.query_opt(&stmt, &params).await {
+            Ok(Some(row)) if row.get::<_, bool>(0) => return,
+            Ok(_) => "the session no longer held the lock: it was lost".to_owned(),
+            Err(e) => format!("the unlock failed ({e}); closing the session to release it"),
+        };
+        tracing::error!(target: "pglock", key = %key, pid = pg.pid, reason = %outcome,
+            "pipelined release failed");
+        pg.close();
+    });
+    // The first poll puts the request on the wire (tokio-postgres sends during
+    // it); the reply is awaited by whoever runs the returned future.
+    let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+    let _ = check.as_mut().poll(&mut cx);
+    Some(check)
 }
 
 /// Cancels a server-side lock wait if the acquiring future is dropped while the

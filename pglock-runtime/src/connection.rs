@@ -57,7 +57,18 @@ impl Connection {
     }
 
     pub(crate) fn pg(&self) -> &PgConn {
+        self.pg_shared()
+    }
+
+    /// The session, shareable beyond this checkout (it may be back in the pool,
+    /// serving someone else, while a clone of it waits for a reply).
+    pub(crate) fn pg_shared(&self) -> &Arc<PgConn> {
         self.shared.obj.as_deref().expect("present until drop")
+    }
+
+    /// Whether user code has had this connection.
+    pub(crate) fn is_exposed(&self) -> bool {
+        self.shared.exposed.load(Ordering::Relaxed)
     }
 
     /// The underlying client.

@@ -5,12 +5,17 @@
 //! Only acquisitions on a fresh connection queue (a nested acquisition on a scope
 //! connection may be re-entrant on its session, and must not wait behind itself).
 //! Shared and no-wait acquisitions never queue.
+//!
+//! Pipelined releases (an unlock sent without waiting for its reply) are tracked
+//! here too: a no-wait acquisition of a key whose release is still on the wire
+//! waits for that reply, so that a caller which saw an annotated call return never
+//! finds the lock busy because of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
 use crate::key::LockKey;
 
@@ -67,6 +72,65 @@ pub(crate) async fn wait_turn(
     Some((Turn(guard), left))
 }
 
+/// How long a no-wait acquisition waits for a pipelined release of its key that
+/// is still on the wire before trying anyway (and possibly finding the key busy).
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+type InFlight = Mutex<HashMap<LockKey, (usize, Arc<Notify>)>>;
+
+fn in_flight() -> &'static InFlight {
+    static IN_FLIGHT: OnceLock<InFlight> = OnceLock::new();
+    IN_FLIGHT.get_or_init(Default::default)
+}
+
+/// A release of `key` sent but not yet answered; dropped when the reply is in.
+#[derive(Debug)]
+pub(crate) struct Releasing(LockKey);
+
+impl Releasing {
+    pub(crate) fn start(key: LockKey) -> Releasing {
+        let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_insert_with(|| (0, Arc::new(Notify::new()))).0 += 1;
+        Releasing(key)
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get_mut(&self.0) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                let (_, done) = map.remove(&self.0).expect("present");
+                done.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Waits (at most [`SETTLE_LIMIT`]) until no release of `key` by this process is
+/// in flight. Keys are compared across aliases: waiting one round trip too many
+/// for a key of another database is harmless.
+pub(crate) async fn settled(key: LockKey) {
+    let notified = {
+        let map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, done)) = map.get(&key) else {
+            return;
+        };
+        // Registered before the map is unlocked: the last release's
+        // `notify_waiters` (under the same lock) cannot be missed.
+        let mut notified = Box::pin(done.clone().notified_owned());
+        notified.as_mut().enable();
+        notified
+    };
+    let wait = tokio::time::timeout(SETTLE_LIMIT, notified);
+    if crate::rt::caller_runtime_usable() {
+        let _ = wait.await;
+    } else {
+        let _ = crate::rt::spawn(wait).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +162,27 @@ mod tests {
             .unwrap()
             .upgrade()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn settled_waits_for_releases_in_flight() {
+        let key = LockKey::Int(7);
+        // Nothing in flight: returns at once.
+        tokio::time::timeout(Duration::from_millis(100), settled(key))
+            .await
+            .unwrap();
+        let first = Releasing::start(key);
+        let second = Releasing::start(key);
+        let waiter = tokio::spawn(settled(key));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one release is still in flight");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(in_flight().lock().unwrap().get(&key).is_none());
     }
 }

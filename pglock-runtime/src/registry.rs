@@ -77,7 +77,7 @@ impl Config {
             allow_standby: false,
             heartbeat: Some(Duration::from_secs(1)),
             transaction_pooling: false,
-            pipelined_release: false,
+            pipelined_release: true,
             drive_on_caller_runtime: true,
         }
     }
@@ -151,12 +151,32 @@ impl Config {
 
     /// Releases the session lock of an annotated call (or [`AdvisoryLock::run`])
     /// without waiting for the server's reply: the call returns after one round
-    /// trip (the lock) instead of two. The unlock still runs, in order, before the
-    /// connection serves anyone else, and its answer is still checked, but a lock
-    /// found lost at release is then reported as an error *event* (and the session
-    /// closed) rather than as the call's `Err(LostBeforeRelease)`. Losses while the
-    /// body runs are still caught by the heartbeat. Guards' explicit `release()`
-    /// always waits. Off by default.
+    /// trip (the lock) instead of two, and the connection goes back to the pool at
+    /// once; whoever uses it next is queued behind the unlock on the wire. The
+    /// reply is still checked, and a `timeout = 0` / `no_wait` acquisition of the
+    /// same key in this process waits for it (up to 2 s), so it never finds the
+    /// key busy because of a release that already returned. **On by default.**
+    ///
+    /// It applies only when the body never had the connection (it did not call
+    /// [`connection`](crate::connection()) or use the scope connection), nothing
+    /// else is to be undone (no `lock_timeout`, not `xact`), the connection is
+    /// live and not behind a transaction pooler. Then the unlock cannot find the
+    /// lock gone unless the session itself ends, and a session that ended before
+    /// the release is still reported: the call returns `Err`. What is given up: if
+    /// the session ends *while the unlock is on the wire*, or a stray
+    /// `pg_cancel_backend` cancels the unlock, the call has already returned `Ok`;
+    /// the failure is an error event (`target: "pglock"`) and the session is
+    /// closed at once, which releases whatever it holds. With `false`, every
+    /// release waits for its reply and a lost lock is the call's
+    /// `Err(LostBeforeRelease)` or connection error. Guards' explicit `release()`
+    /// always waits.
+    ///
+    /// ```
+    /// # fn f() -> Result<(), pglock_runtime::Error> {
+    /// let strict = pglock_runtime::Config::from_url("postgres://localhost/app")?
+    ///     .pipelined_release(false);
+    /// # Ok(()) }
+    /// ```
     ///
     /// [`AdvisoryLock::run`]: crate::AdvisoryLock::run
     pub fn pipelined_release(mut self, pipelined: bool) -> Config {
@@ -490,7 +510,13 @@ impl PgConn {
         Ok(stmt)
     }
 
-    fn cached(&self, sql: &'static str) -> Option<Statement> {
+    /// Closes the socket now: the server ends the session and releases every lock
+    /// it held, whoever is using the connection.
+    pub(crate) fn close(&self) {
+        self._driver.abort();
+    }
+
+    pub(crate) fn cached(&self, sql: &'static str) -> Option<Statement> {
         self.statements
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -508,23 +534,27 @@ pub(crate) struct Manager {
 }
 
 impl managed::Manager for Manager {
-    type Type = PgConn;
+    /// Shared so that a pipelined release can wait for its reply while the
+    /// connection is already back in the pool (see `scope.rs`).
+    type Type = Arc<PgConn>;
     type Error = Error;
 
-    async fn create(&self) -> Result<PgConn, Error> {
+    async fn create(&self) -> Result<Arc<PgConn>, Error> {
         let pg = self.config.pg.clone();
         let allow_standby = self.config.allow_standby;
         let pooled = self.config.transaction_pooling;
         let alias = self.alias.clone();
-        if self.on_caller {
-            return connect(pg, &alias, allow_standby, pooled).await;
-        }
-        rt::spawn(async move { connect(pg, &alias, allow_standby, pooled).await })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
+        let conn = if self.on_caller {
+            connect(pg, &alias, allow_standby, pooled).await
+        } else {
+            rt::spawn(async move { connect(pg, &alias, allow_standby, pooled).await })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
+        };
+        conn.map(Arc::new)
     }
 
-    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<Error> {
+    async fn recycle(&self, conn: &mut Arc<PgConn>, _: &Metrics) -> RecycleResult<Error> {
         if conn.client.is_closed() {
             return Err(RecycleError::message("connection closed"));
         }

@@ -268,22 +268,28 @@ impl Active {
                 && first.is_none()
                 && self.applied.is_none()
                 && self.conn.pipelined_release()
+                && !self.conn.is_exposed()
+                && !self.conn.pg().is_pooled()
+                && !self.conn.is_closed()
             {
-                // Nothing else to undo: unlock in the background; the connection
-                // is given up once the reply is in. The next task queued for the
-                // key may go to the server at once: the server orders its lock
-                // after this unlock.
-                let conn = self.conn.clone();
-                self.turn = None;
-                rt::spawn_near(async move {
-                    let exec = Exec::pooled(&conn);
-                    if let Err(e) = advisory::unlock(exec, lock.key, lock.shared).await {
-                        tracing::error!(target: "pglock", key = %lock.key, error = %e,
-                            "pipelined release failed");
-                        conn.discard();
-                    }
-                });
-                return watchdog;
+                // Only pglock's statements ran on this session, and each
+                // succeeded: the unlock cannot find the lock gone unless the
+                // session ends, so its reply is checked in the background while
+                // the connection goes back to the pool (the next user queues
+                // behind the unlock on the wire). The next task of this process
+                // queued for the key may go to the server at once: the server
+                // orders its lock after this unlock; no-wait tries wait for the
+                // reply (`queue::settled`).
+                let releasing = crate::queue::Releasing::start(lock.key);
+                if let Some(check) = advisory::unlock_pipelined(&self.conn, lock.key, lock.shared)
+                {
+                    self.turn = None;
+                    rt::spawn_near(async move {
+                        check.await;
+                        drop(releasing);
+                    });
+                    return watchdog;
+                }
             }
             if !lock.xact {
                 let mut r = advisory::unlock(exec, lock.key, lock.shared).await;
