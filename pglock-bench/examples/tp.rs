@@ -1,6 +1,6 @@
 //! Throughput experiment: raw clients vs pglock `run(async {})` at N tasks on
 //! distinct keys, with client CPU per op. `cargo run --release -p
-//! pglock-bench --example tp -- 8`; `ONLY=raw|run|run-piped|pool-select1` runs one
+//! pglock-bench --example tp -- 8`; `ONLY=raw,run` (any of raw, run, run-piped, pool-select1) runs only those
 //! variant (for `perf stat`), `NOHB=1` turns the heartbeat off. Uses `DATABASE_URL`,
 //! or starts a throw-away cluster.
 use pglock_runtime::{advisory, Config};
@@ -41,7 +41,7 @@ async fn go() {
     for round in 0..3 {
         let only = std::env::var("ONLY").ok();
         for variant in ["raw", "pool-select1", "run", "run-piped"] {
-            if only.as_deref().is_some_and(|o| o != variant) {
+            if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == variant)) {
                 continue;
             }
             let c0 = pglock_bench::cpu_micros();

@@ -466,7 +466,7 @@ pub(crate) async fn lock(
     if wait == Wait::Immediate {
         // A release of this key that this process has sent but the server has not
         // answered yet must not make the key look busy.
-        crate::queue::settled(key).await;
+        crate::queue::settled(key, exec.pg()).await;
         let row = on_our_session(exec.query(sql::TRY_LOCK[k][x][s], &params(&[])).await?)?;
         return if row.get::<_, bool>(0) {
             Ok(())
@@ -619,12 +619,12 @@ pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result
     }
 }
 
-/// Sends the unlock of a session lock on a pooled connection now, and returns the
-/// check of its reply as a future that owns what it needs: the connection can go
-/// back to the pool at once, and whoever uses it next is queued behind the unlock
-/// on the wire. `None` (nothing sent) when the unlock statement is not prepared on
-/// this connection yet: the request would then not be on the wire before the
-/// connection serves someone else.
+/// Sends the unlock of a session lock on a pooled connection now and hands the
+/// check of its reply to the connection's driver: the connection can go back to
+/// the pool at once, and whoever uses it next is queued behind the unlock on the
+/// wire. `releasing` is dropped when the reply is in. `false` (nothing sent) when
+/// the unlock statement is not prepared on this connection yet: the request would
+/// then not be on the wire before the connection serves someone else.
 ///
 /// The check, when the reply is in: `true` is the normal case; `false` or an error
 /// means the session may still hold the lock (a cancelled unlock) or lost it
@@ -634,14 +634,20 @@ pub(crate) fn unlock_pipelined(
     conn: &Connection,
     key: LockKey,
     shared: bool,
-) -> Option<impl Future<Output = ()> + Send + 'static> {
+    releasing: crate::queue::Releasing,
+) -> bool {
     let pg = conn.pg_shared().clone();
     let p = KeyParams::new(key);
-    let stmt = pg.cached(sql::UNLOCK[p.kind()][usize::from(shared)])?;
+    let Some(stmt) = pg.cached(sql::UNLOCK[p.kind()][usize::from(shared)]) else {
+        return false;
+    };
+    let checks = pg.checks.clone();
     let mut check = Box::pin(async move {
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             p.with(&[]).into_iter().map(|(v, _)| v).collect();
-        let outcome = match pg.client.query_opt(&stmt, &params).await {
+        let reply = pg.client.query_opt(&stmt, &params).await;
+        drop(releasing);
+        let outcome = match reply {
             Ok(Some(row)) if row.get::<_, bool>(0) => return,
             Ok(_) => "the session no longer held the lock: it was lost".to_owned(),
             Err(e) => format!("the unlock failed ({e}); closing the session to release it"),
@@ -651,10 +657,12 @@ pub(crate) fn unlock_pipelined(
         pg.close();
     });
     // The first poll puts the request on the wire (tokio-postgres sends during
-    // it); the reply is awaited by whoever runs the returned future.
+    // it); the driver polls it from then on.
     let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-    let _ = check.as_mut().poll(&mut cx);
-    Some(check)
+    if check.as_mut().poll(&mut cx).is_pending() {
+        checks.push(check);
+    }
+    true
 }
 
 /// Cancels a server-side lock wait if the acquiring future is dropped while the

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use crate::error::Error;
 use crate::registry::{self, Alias, Manager, PgConn, DEFAULT_ALIAS};
-use crate::{rt, sql};
+use crate::sql;
 
 /// A pooled connection: the scope connection inside a pglock scope, a fresh
 /// checkout outside one. Derefs to [`tokio_postgres::Client`].
@@ -145,7 +145,9 @@ impl Drop for Shared {
             return;
         }
         let alias = self.alias.name.clone();
-        rt::spawn(async move {
+        // Run by the connection's driver: no task, and no hop to another thread.
+        let checks = obj.checks.clone();
+        checks.push(Box::pin(async move {
             match return_check(&obj).await {
                 Ok(()) => drop(obj),
                 Err(why) => {
@@ -154,7 +156,7 @@ impl Drop for Shared {
                     drop(Object::take(obj));
                 }
             }
-        });
+        }));
     }
 }
 

@@ -30,6 +30,11 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// pglock's record of a pooled connection; `None` on a caller's client.
+    pub(crate) fn pg(&self) -> Option<&'a PgConn> {
+        self.pg
+    }
+
     /// The server session the connection was opened on, when pglock knows it and
     /// it is stable (not behind a transaction pooler).
     pub(crate) fn session_pid(&self) -> Option<i32> {

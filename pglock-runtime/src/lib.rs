@@ -6,6 +6,7 @@ mod activity;
 mod advisory;
 pub mod blocking;
 mod connection;
+mod driver;
 mod error;
 mod exec;
 mod heartbeat;

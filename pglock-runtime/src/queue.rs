@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
 use crate::key::LockKey;
+use crate::registry::PgConn;
 
 type Queue = AsyncMutex<()>;
 type Queues = Mutex<HashMap<(Arc<str>, LockKey), Weak<Queue>>>;
@@ -76,56 +77,84 @@ pub(crate) async fn wait_turn(
 /// is still on the wire before trying anyway (and possibly finding the key busy).
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
-type InFlight = Mutex<HashMap<LockKey, (usize, Arc<Notify>)>>;
+/// Per key: the connections (by address) with a release of it on the wire, and
+/// the notification of each reply.
+type InFlight = Mutex<HashMap<LockKey, (Vec<usize>, Arc<Notify>)>>;
 
 fn in_flight() -> &'static InFlight {
     static IN_FLIGHT: OnceLock<InFlight> = OnceLock::new();
     IN_FLIGHT.get_or_init(Default::default)
 }
 
-/// A release of `key` sent but not yet answered; dropped when the reply is in.
+/// A release of a key sent on a connection but not yet answered; dropped when
+/// the reply is in.
 #[derive(Debug)]
-pub(crate) struct Releasing(LockKey);
+pub(crate) struct Releasing {
+    key: LockKey,
+    conn: usize,
+}
 
 impl Releasing {
-    pub(crate) fn start(key: LockKey) -> Releasing {
+    pub(crate) fn start(key: LockKey, conn: &PgConn) -> Releasing {
+        let conn = std::ptr::from_ref(conn) as usize;
         let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_insert_with(|| (0, Arc::new(Notify::new()))).0 += 1;
-        Releasing(key)
+        map.entry(key)
+            .or_insert_with(|| (Vec::new(), Arc::new(Notify::new())))
+            .0
+            .push(conn);
+        Releasing { key, conn }
     }
 }
 
 impl Drop for Releasing {
     fn drop(&mut self) {
         let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = map.get_mut(&self.0) {
-            entry.0 -= 1;
-            if entry.0 == 0 {
-                let (_, done) = map.remove(&self.0).expect("present");
-                done.notify_waiters();
+        if let Some((conns, done)) = map.get_mut(&self.key) {
+            if let Some(i) = conns.iter().position(|c| *c == self.conn) {
+                conns.swap_remove(i);
+            }
+            done.notify_waiters();
+            if conns.is_empty() {
+                map.remove(&self.key);
             }
         }
     }
 }
 
 /// Waits (at most [`SETTLE_LIMIT`]) until no release of `key` by this process is
-/// in flight. Keys are compared across aliases: waiting one round trip too many
-/// for a key of another database is harmless.
-pub(crate) async fn settled(key: LockKey) {
-    let notified = {
-        let map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
-        let Some((_, done)) = map.get(&key) else {
-            return;
-        };
-        // Registered before the map is unlocked: the last release's
-        // `notify_waiters` (under the same lock) cannot be missed.
-        let mut notified = Box::pin(done.clone().notified_owned());
-        notified.as_mut().enable();
-        notified
+/// on the wire, except on `own` (the connection about to try the key: its
+/// statements run after the release anyway). Keys are compared across aliases:
+/// waiting one round trip too many for a key of another database is harmless.
+pub(crate) async fn settled(key: LockKey, own: Option<&PgConn>) {
+    let own = own.map(|c| std::ptr::from_ref(c) as usize);
+    // The common case, nothing in flight, without a timer.
+    let waiting = move |map: &HashMap<LockKey, (Vec<usize>, Arc<Notify>)>| {
+        map.get(&key)
+            .filter(|(conns, _)| conns.iter().any(|c| Some(*c) != own))
+            .map(|(_, done)| done.clone())
     };
-    let wait = tokio::time::timeout(SETTLE_LIMIT, notified);
+    if waiting(&in_flight().lock().unwrap_or_else(|e| e.into_inner())).is_none() {
+        return;
+    }
+    let wait = async move {
+        let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+        loop {
+            let notified = {
+                let map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+                let Some(done) = waiting(&map) else { return };
+                // Registered before the map is unlocked: a reply's
+                // `notify_waiters` (under the same lock) cannot be missed.
+                let mut notified = Box::pin(done.notified_owned());
+                notified.as_mut().enable();
+                notified
+            };
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    };
     if crate::rt::caller_runtime_usable() {
-        let _ = wait.await;
+        wait.await;
     } else {
         let _ = crate::rt::spawn(wait).await;
     }
@@ -168,17 +197,21 @@ mod tests {
     async fn settled_waits_for_releases_in_flight() {
         let key = LockKey::Int(7);
         // Nothing in flight: returns at once.
-        tokio::time::timeout(Duration::from_millis(100), settled(key))
+        tokio::time::timeout(Duration::from_millis(100), settled(key, None))
             .await
             .unwrap();
-        let first = Releasing::start(key);
-        let second = Releasing::start(key);
-        let waiter = tokio::spawn(settled(key));
+        // Stand-ins for two connections (only their addresses are used).
+        let (a, b) = (Releasing { key, conn: 1 }, Releasing { key, conn: 2 });
+        in_flight()
+            .lock()
+            .unwrap()
+            .insert(key, (vec![1, 2], Arc::new(Notify::new())));
+        let waiter = tokio::spawn(settled(key, None));
         tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(first);
+        drop(a);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "one release is still in flight");
-        drop(second);
+        drop(b);
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .unwrap()

@@ -345,6 +345,10 @@ impl Alias {
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))
             .runtime(deadpool::Runtime::Tokio1)
+            // The most recently returned connection first: the one whose
+            // pipelined release (if any) the next statements queue behind, and
+            // the warmest; idle ones beyond the working set stay idle.
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .build()
             .expect("a runtime and a max size are set")
     }
@@ -454,6 +458,8 @@ pub(crate) struct PgConn {
     /// Behind a transaction pooler (declared, or detected): no prepared
     /// statements, no session-level state.
     pooled: std::sync::atomic::AtomicBool,
+    /// Reply checks the driver polls (pipelined releases).
+    pub(crate) checks: Arc<crate::driver::Checks>,
     _driver: tokio::task::JoinHandle<()>,
 }
 
@@ -574,12 +580,12 @@ async fn connect(
         .connect(NoTls)
         .await
         .map_err(|e| connect_error(e, alias))?;
-    let alias_owned = alias.to_owned();
-    let driver = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(target: "pglock", alias = %alias_owned, error = %e, "connection closed");
-        }
-    });
+    let checks = Arc::new(crate::driver::Checks::default());
+    let driver = tokio::spawn(crate::driver::drive(
+        connection,
+        checks.clone(),
+        alias.to_owned(),
+    ));
     // Simple protocol: no prepared statement (a transaction pooler would run its
     // Parse and its Execute on different server sessions).
     let rows = client
@@ -618,6 +624,7 @@ async fn connect(
         base_lock_timeout,
         statements: Mutex::new(HashMap::new()),
         pooled: std::sync::atomic::AtomicBool::new(pooled),
+        checks,
         _driver: driver,
     })
 }

@@ -50,20 +50,6 @@ pub(crate) fn caller_runtime_usable() -> bool {
     BLOCKING.with(std::cell::Cell::get) == 0 && Handle::try_current().is_ok()
 }
 
-/// Runs `fut` on the caller's runtime when it can, else on the I/O runtime: for
-/// background work that follows a caller's statements (it then stays on the
-/// thread that drives the caller's connections).
-pub(crate) fn spawn_near<F>(fut: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    if caller_runtime_usable() {
-        tokio::spawn(fut);
-    } else {
-        spawn(fut);
-    }
-}
-
 /// Runs `fut` on the I/O runtime and returns a handle to await its result.
 pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where

@@ -280,14 +280,9 @@ impl Active {
                 // queued for the key may go to the server at once: the server
                 // orders its lock after this unlock; no-wait tries wait for the
                 // reply (`queue::settled`).
-                let releasing = crate::queue::Releasing::start(lock.key);
-                if let Some(check) = advisory::unlock_pipelined(&self.conn, lock.key, lock.shared)
-                {
+                let releasing = crate::queue::Releasing::start(lock.key, self.conn.pg());
+                if advisory::unlock_pipelined(&self.conn, lock.key, lock.shared, releasing) {
                     self.turn = None;
-                    rt::spawn_near(async move {
-                        check.await;
-                        drop(releasing);
-                    });
                     return watchdog;
                 }
             }
