@@ -752,13 +752,8 @@ async fn pipelined_release() {
             .run(async {})
             .await
             .unwrap();
-        let other = tokio::spawn(async move {
-            advisory(key)
-                .using("pipelined")
-                .no_wait()
-                .acquire()
-                .await
-        });
+        let other =
+            tokio::spawn(async move { advisory(key).using("pipelined").no_wait().acquire().await });
         let g = other.await.unwrap().expect("free once the call returned");
         if i % 50 == 0 {
             // (Not `g.connection()`: that would hand the session to user code,

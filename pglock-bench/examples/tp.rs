@@ -41,7 +41,10 @@ async fn go() {
     for round in 0..3 {
         let only = std::env::var("ONLY").ok();
         for variant in ["raw", "pool-select1", "run", "run-piped"] {
-            if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == variant)) {
+            if only
+                .as_deref()
+                .is_some_and(|o| !o.split(',').any(|x| x == variant))
+            {
                 continue;
             }
             let c0 = pglock_bench::cpu_micros();
