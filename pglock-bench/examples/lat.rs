@@ -1,0 +1,37 @@
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    tokio::spawn(async { go().await }).await.unwrap();
+}
+
+async fn go() {
+    let url = pglock_testkit::database_url();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    pglock_runtime::register("default", pglock_runtime::Config::new(config.clone())).unwrap();
+    let (a, conn) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let p = pglock_runtime::connection().await.unwrap();
+    let (b, conn) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let sa = a.prepare("SELECT 1").await.unwrap();
+    let sp = p.prepare("SELECT 1").await.unwrap();
+    let sb = b.prepare("SELECT 1").await.unwrap();
+    let mut v: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..3000 {
+        let t = Instant::now();
+        a.query_one(&sa, &[]).await.unwrap();
+        v[0].push(t.elapsed());
+        let t = Instant::now();
+        p.query_one(&sp, &[]).await.unwrap();
+        v[1].push(t.elapsed());
+        let t = Instant::now();
+        b.query_one(&sb, &[]).await.unwrap();
+        v[2].push(t.elapsed());
+    }
+    for (n, mut x) in ["raw a", "pool", "raw b"].into_iter().zip(v) {
+        x.sort();
+        println!("{n}: {:?}", x[x.len() / 2]);
+    }
+}
