@@ -1,3 +1,10 @@
+//! Why single-caller latencies are compared on one backend: `SELECT 1` medians on
+//! three connections of one process (two raw clients and a pglock pooled one),
+//! interleaved. On the 2-core VMs this was written on, each connection is in a
+//! fast (~20 µs) or slow (~70–80 µs) mode depending on where the scheduler put its
+//! server backend, and which one is fast changes from run to run.
+//! `cargo run --release -p pglock-bench --example lat` (uses `DATABASE_URL`, or
+//! starts a throw-away cluster).
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 

@@ -32,7 +32,7 @@ async fn every_measurement_runs() {
     );
     // The wire counter sees the baseline's single statement.
     assert_eq!(report.wire[0].syncs, 1.0, "{:?}", report.wire[0]);
-    assert_eq!(report.verdicts.len(), 6);
+    assert_eq!(report.verdicts.len(), 5);
     assert_eq!(
         report
             .rows
