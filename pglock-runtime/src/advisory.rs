@@ -269,7 +269,7 @@ impl AdvisoryLock {
         let exec = Exec::pooled(&conn);
         let txn = if self.xact {
             if fresh {
-                exec.batch(sql::BEGIN).await?;
+                // `BEGIN` is sent below, together with the lock statement.
                 Txn::Ours
             } else if in_transaction(exec).await? {
                 Txn::Caller
@@ -288,10 +288,19 @@ impl AdvisoryLock {
             Txn::Unknown
         };
         let cancel = Some(&conn);
-        match lock(exec, self.key, self.shared, self.xact, wait, txn, cancel)
-            .await
-            .map_err(|e| self.wait.report(e))
-        {
+        let take = lock(exec, self.key, self.shared, self.xact, wait, txn, cancel);
+        let taken = if txn == Txn::Ours {
+            // Polled in order: `BEGIN` goes on the wire first, the lock statement
+            // right behind it, one round trip for both. If `BEGIN` fails, the lock
+            // statement ran outside a transaction block, where a
+            // transaction-level lock ends with the statement.
+            let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
+            begun?;
+            taken
+        } else {
+            take.await
+        };
+        match taken.map_err(|e| self.wait.report(e)) {
             Ok(()) => {
                 let mut guard = AdvisoryGuard::new(Target::Owned(conn), self, txn == Txn::Ours);
                 guard.turn = turn;

@@ -162,10 +162,18 @@ impl Active {
         // A transaction-level lock opens its transaction first, so that the scope's
         // lock_timeout is transaction-local (and ends with it).
         let mut txn = Txn::Unknown;
+        // `BEGIN` goes on the wire together with the lock statement when nothing
+        // has to run in between (no lock_timeout to set, no watchdog to start):
+        // one round trip instead of two.
+        let mut begin_with_lock = false;
         if let Some(lock) = spec.lock {
             txn = if lock.xact {
                 if self.fresh || !advisory::in_transaction(exec).await? {
-                    exec.batch(sql::BEGIN).await?;
+                    if spec.effective_lock_timeout().is_none() && spec.prioritize.is_none() {
+                        begin_with_lock = true;
+                    } else {
+                        exec.batch(sql::BEGIN).await?;
+                    }
                     self.own_txn = true;
                     Txn::Ours
                 } else {
@@ -191,7 +199,7 @@ impl Active {
         }
         if let Some(lock) = spec.lock {
             let cancel = self.fresh.then_some(&self.conn);
-            if let Err(e) = Box::pin(advisory::lock(
+            let take = Box::pin(advisory::lock(
                 exec,
                 lock.key,
                 lock.shared,
@@ -199,10 +207,21 @@ impl Active {
                 wait.unwrap_or(lock.wait),
                 txn,
                 cancel,
-            ))
-            .await
-            .map_err(|e| lock.wait.report(e))
-            {
+            ));
+            let taken = if begin_with_lock {
+                // Polled in order: `BEGIN` is sent first. If it fails, the lock
+                // statement ran outside a transaction block, where a
+                // transaction-level lock ends with the statement.
+                let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
+                if let Err(e) = begun {
+                    self.own_txn = false;
+                    return Err(e);
+                }
+                taken
+            } else {
+                take.await
+            };
+            if let Err(e) = taken.map_err(|e| lock.wait.report(e)) {
                 if self.own_txn {
                     // Roll back first: the holders query needs a usable session.
                     self.own_txn = false;
