@@ -97,3 +97,43 @@ async fn inside_a_multi_thread_runtime() {
 async fn inside_a_current_thread_runtime() {
     exercise_sync_api();
 }
+
+/// Sync code inside an async scope, on the only worker of a multi-thread runtime:
+/// the scope connection is driven by that very runtime, so the blocking call must
+/// hand the worker's tasks (the connection's driver among them) to another thread
+/// rather than park on a reply only that worker could deliver. Run on a thread of
+/// its own, so that a deadlock fails the test instead of hanging it.
+#[test]
+fn blocking_calls_on_a_connection_the_blocked_worker_drives() {
+    setup();
+    let key = unique_key();
+    let k = LockKey::Int(key);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Spawned: on the runtime's worker, not on this thread.
+        let task = async move {
+            advisory(key)
+                .run(async move {
+                    let db = blocking::connection().unwrap();
+                    let one: i32 = db.query_one("SELECT 1", &[]).unwrap().get(0);
+                    assert_eq!(one, 1);
+                    assert_eq!(held(k), vec![db.backend_pid()]);
+                    db.backend_pid()
+                })
+                .await
+                .unwrap()
+        };
+        let pid = rt.block_on(async move { tokio::spawn(task).await.unwrap() });
+        tx.send(pid).unwrap();
+    });
+    let pid = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the blocking call deadlocked (or panicked)");
+    assert!(pid > 0);
+    observe(move |obs| async move { assert_released(&obs, k).await });
+}
