@@ -279,3 +279,33 @@ async fn hot_standby_is_refused() {
     let g = advisory(1).using("standby-ok").acquire().await.unwrap();
     g.release().await.unwrap();
 }
+
+/// A guard kept after the runtime that drove its connection shut down: the
+/// session ends with the runtime (the server releases the lock), and the guard
+/// reports the loss instead of pretending to hold it.
+#[test]
+fn a_guard_outliving_its_runtime_reports_the_loss() {
+    setup_owned();
+    let key = unique_key();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let g = first
+        .block_on(async {
+            tokio::spawn(async move { advisory(key).acquire().await })
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    let pid = g.connection().unwrap().backend_pid();
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let obs = observer().await;
+        assert_released(&obs, LockKey::Int(key)).await;
+        assert_gone(&obs, pid).await;
+        let e = within(10, "loss detected", g.lost()).await;
+        assert!(e.is_lost() || e.is_connection_lost(), "{e:?}");
+        assert!(g.is_lost());
+        let err = g.release().await.unwrap_err();
+        assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
+    });
+}
