@@ -1,5 +1,6 @@
 //! The task that drives a pooled connection's socket, and the checks of replies
-//! nobody awaits (pipelined releases) that it polls alongside.
+//! nobody awaits that it polls alongside: pipelined releases, and the server-side
+//! return check of connections that user code had.
 //!
 //! A pipelined release sends its unlock and hands the check of the reply to the
 //! connection's driver instead of spawning a task for it: the reply wakes the

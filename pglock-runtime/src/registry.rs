@@ -458,7 +458,7 @@ pub(crate) struct PgConn {
     /// Behind a transaction pooler (declared, or detected): no prepared
     /// statements, no session-level state.
     pooled: std::sync::atomic::AtomicBool,
-    /// Reply checks the driver polls (pipelined releases).
+    /// Checks the driver polls (pipelined releases, return checks).
     pub(crate) checks: Arc<crate::driver::Checks>,
     _driver: tokio::task::JoinHandle<()>,
 }
