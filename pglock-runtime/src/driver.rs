@@ -23,6 +23,8 @@ type Check = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct Checks {
     pending: Mutex<FuturesUnordered<Check>>,
     wake: Arc<DriverWake>,
+    /// The driver is gone (connection closed, or its runtime shut down).
+    closed: AtomicBool,
 }
 
 /// The waker the checks are polled with. A check becomes ready when the driver
@@ -51,15 +53,27 @@ impl Checks {
     /// Hands `check` to the driver, which polls it until it completes (or the
     /// connection closes, which drops it).
     pub(crate) fn push(&self, check: Check) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(check);
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            // Nobody would ever poll it. The session is gone, and with it
+            // whatever it held; dropping the check ends what it guards.
+            drop(pending);
+            drop(check);
+            return;
+        }
+        pending.push(check);
+        drop(pending);
         ArcWake::wake_by_ref(&self.wake);
     }
 
-    fn len(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// Drops every pending check (they hold the connection: left in place, they
+    /// would keep it, and themselves, alive for ever).
+    fn close(&self) -> usize {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::SeqCst);
+        let left = std::mem::take(&mut *pending);
+        drop(pending);
+        left.len()
     }
 }
 
@@ -68,6 +82,20 @@ pub(crate) async fn drive<C>(mut connection: C, checks: Arc<Checks>, alias: Stri
 where
     C: Future<Output = Result<(), tokio_postgres::Error>> + Unpin,
 {
+    /// Closes the checks however the driver ends: the connection closing, or
+    /// the task being dropped with its runtime.
+    struct Closing(Arc<Checks>, String);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            let left = self.0.close();
+            if left > 0 {
+                tracing::warn!(target: "pglock", alias = %self.1, releases = left,
+                    "connection closed with releases on the wire: the server released their \
+                     locks with the session");
+            }
+        }
+    }
+    let _closing = Closing(checks.clone(), alias.clone());
     let wake = checks.wake.clone();
     let check_waker = waker(wake.clone());
     let closed = std::future::poll_fn(|cx| {
@@ -96,11 +124,5 @@ where
     .await;
     if let Err(e) = closed {
         tracing::debug!(target: "pglock", alias = %alias, error = %e, "connection closed");
-    }
-    let left = checks.len();
-    if left > 0 {
-        tracing::warn!(target: "pglock", alias = %alias, releases = left,
-            "connection closed with releases on the wire: the server released their locks \
-             with the session");
     }
 }
