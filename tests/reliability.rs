@@ -94,16 +94,7 @@ async fn by_default_the_body_finishes_and_the_loss_is_reported() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let killer = tokio::spawn(async move {
-        let obs = observer().await;
-        let pid = loop {
-            if let Some(p) = holders(&obs, LockKey::Int(key)).await.first() {
-                break *p;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        terminate(&obs, pid).await;
-    });
+    let killer = terminate_holder(LockKey::Int(key));
     let err = within(
         10,
         "body",
@@ -308,4 +299,24 @@ fn a_guard_outliving_its_runtime_reports_the_loss() {
         let err = g.release().await.unwrap_err();
         assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
     });
+}
+
+/// A pipelined release (the default) on a session that ended while the body ran
+/// (the body never touched the connection, so the release would not be awaited):
+/// the call still fails, and nothing is left on the server.
+#[tokio::test]
+async fn session_ended_before_a_pipelined_release_is_the_calls_error() {
+    setup_owned();
+    let obs = observer().await;
+    let key = unique_key();
+    let killer = terminate_holder(LockKey::Int(key));
+    let err = advisory(key)
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_connection_lost() || err.is_lost(), "{err:?}");
+    killer.await.unwrap();
+    assert_released(&obs, LockKey::Int(key)).await;
 }

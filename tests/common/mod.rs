@@ -174,6 +174,23 @@ pub async fn backend_state(obs: &Client, pid: i32) -> Option<String> {
         .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
 }
 
+/// Terminates the backend holding `key` as soon as one holds it. Only for test
+/// binaries on a cluster the harness started ([`setup_owned`]).
+pub fn terminate_holder(key: LockKey) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let obs = observer().await;
+        let pid = loop {
+            if let Some(p) = holders(&obs, key).await.first() {
+                break *p;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .expect("pg_terminate_backend");
+    })
+}
+
 /// A bounded wait for a future in a test: panics with `what` after `secs`.
 pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(Duration::from_secs(secs), fut).await {
