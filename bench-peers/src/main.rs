@@ -129,12 +129,7 @@ async fn run(url: String, n: usize) {
 /// statement batches (`Sync`s and simple queries) each operation sends.
 async fn wire(url: &str, lock: &PgAdvisoryLock) {
     let config: tokio_postgres::Config = url.parse().unwrap();
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let proxy = pglock_bench::wire::WireCounter::start(format!("{host}:{port}")).await;
+    let proxy = pglock_bench::wire::WireCounter::start(pglock_bench::host_port(&config)).await;
     let curl = proxy.url(url);
     pglock_runtime::register(
         "counted",

@@ -502,7 +502,8 @@ pub async fn run(url: &str, s: Settings) -> Report {
     r
 }
 
-fn host_port(config: &tokio_postgres::Config) -> String {
+/// `host:port` of a URL's first TCP host (for [`wire::WireCounter::start`]).
+pub fn host_port(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".to_owned(),
