@@ -58,18 +58,25 @@ async fn run(url: String, n: usize) {
             .pipelined_release(false),
     )
     .unwrap();
-    let lock = PgAdvisoryLock::with_key(sqlx::postgres::PgAdvisoryLockKey::BigInt(0x7E58_0000_0004));
+    let lock =
+        PgAdvisoryLock::with_key(sqlx::postgres::PgAdvisoryLockKey::BigInt(0x7E58_0000_0004));
     let k = 0x7E58_0000_0002_i64;
     let rounds = 20;
     let mut samples: Vec<Vec<Duration>> = ROWS.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         let driver = tokio::spawn(conn);
         let (l, u) = (
             raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
             raw.prepare("SELECT pg_advisory_unlock($1)").await.unwrap(),
         );
-        let pool = PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
         reconnect("default").await;
         reconnect("awaited").await;
         for i in 0..(n / rounds).max(2) + 3 {
@@ -115,9 +122,18 @@ async fn run(url: String, n: usize) {
         println!("{name:<44} {v:>9.1}");
     }
     println!();
-    println!("pglock guard / sqlx      {:.2}  (target ≤ 0.6)", m[1] / m[4]);
-    println!("pglock annotated / sqlx  {:.2}  (target ≤ 0.6)", m[2] / m[4]);
-    println!("pglock awaited / sqlx    {:.2}  (target ≤ 0.6)", m[3] / m[4]);
+    println!(
+        "pglock guard / sqlx      {:.2}  (target ≤ 0.6)",
+        m[1] / m[4]
+    );
+    println!(
+        "pglock annotated / sqlx  {:.2}  (target ≤ 0.6)",
+        m[2] / m[4]
+    );
+    println!(
+        "pglock awaited / sqlx    {:.2}  (target ≤ 0.6)",
+        m[3] / m[4]
+    );
     println!("sqlx / raw               {:.2}", m[4] / m[0]);
     println!();
     wire(&url, &lock).await;
@@ -144,17 +160,26 @@ async fn wire(url: &str, lock: &PgAdvisoryLock) {
             .pipelined_release(false),
     )
     .unwrap();
-    let (raw, conn) = tokio_postgres::connect(&curl, tokio_postgres::NoTls).await.unwrap();
+    let (raw, conn) = tokio_postgres::connect(&curl, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let s1 = raw.prepare("SELECT 1").await.unwrap();
     let (l, u) = (
         raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
         raw.prepare("SELECT pg_advisory_unlock($1)").await.unwrap(),
     );
-    let pool = PgPoolOptions::new().max_connections(1).connect(&curl).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&curl)
+        .await
+        .unwrap();
     let k = 0x7E58_0000_0006_i64;
     let mut one = f64::NAN;
-    println!("{:<44} {:>7} {:>9}", "on the wire (per operation)", "syncs", "critical");
+    println!(
+        "{:<44} {:>7} {:>9}",
+        "on the wire (per operation)", "syncs", "critical"
+    );
     for (i, name) in ["raw SELECT 1"].iter().chain(ROWS.iter()).enumerate() {
         let op = || async {
             match i {
@@ -171,7 +196,11 @@ async fn wire(url: &str, lock: &PgAdvisoryLock) {
                     .release()
                     .await
                     .unwrap(),
-                3 => pglock_runtime::advisory(k).using("counted").run(async {}).await.unwrap(),
+                3 => pglock_runtime::advisory(k)
+                    .using("counted")
+                    .run(async {})
+                    .await
+                    .unwrap(),
                 4 => pglock_runtime::advisory(k)
                     .using("counted-awaited")
                     .run(async {})
@@ -179,7 +208,12 @@ async fn wire(url: &str, lock: &PgAdvisoryLock) {
                     .unwrap(),
                 _ => {
                     let conn = pool.acquire().await.unwrap();
-                    lock.acquire(conn).await.unwrap().release_now().await.unwrap();
+                    lock.acquire(conn)
+                        .await
+                        .unwrap()
+                        .release_now()
+                        .await
+                        .unwrap();
                 }
             }
         };
@@ -214,7 +248,10 @@ async fn wire(url: &str, lock: &PgAdvisoryLock) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
+    let n = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3000);
     let url = pglock_testkit::database_url();
     tokio::spawn(run(url, n)).await.unwrap();
 }
