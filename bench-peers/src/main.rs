@@ -1,8 +1,13 @@
 //! pglock against sqlx's `PgAdvisoryLock`, in one run, on one cluster, interleaved.
 //!
 //! ```sh
-//! cd bench-peers && cargo run --release            # or with DATABASE_URL=...
+//! cd bench-peers && cargo build --release
+//! taskset -c 0 target/release/pglock-bench-peers 3000   # or with DATABASE_URL=...
 //! ```
+//!
+//! Pinned to one CPU: unpinned, each contender's round trips run in a fast or a
+//! slow mode per run, by where the kernel puts its client threads relative to its
+//! server backend, which swamps the differences measured here (BENCHMARKS.md).
 
 use std::time::{Duration, Instant};
 
