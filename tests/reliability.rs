@@ -320,3 +320,51 @@ async fn session_ended_before_a_pipelined_release_is_the_calls_error() {
     killer.await.unwrap();
     assert_released(&obs, LockKey::Int(key)).await;
 }
+
+#[pglock_runtime::advisory_lock(key = key, using = "cancel-undo")]
+#[pglock_runtime::lock_timeout("3s", using = "cancel-undo")]
+async fn with_lock_and_timeout(key: i64) -> Result<(), pglock_runtime::Error> {
+    Ok(())
+}
+
+/// A scope cancelled while it is being undone (here: between its awaited unlock
+/// and the `lock_timeout` restore that follows it) must not hand its session back
+/// to the pool half-undone: the next checkout of the one-connection pool always
+/// sees the server's own `lock_timeout` and no advisory lock.
+#[tokio::test]
+async fn cancelled_undo_leaves_no_state_in_the_pool() {
+    setup_owned();
+    register(
+        "cancel-undo",
+        Config::from_url(url())
+            .unwrap()
+            .max_size(1)
+            .checkout_timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let key = unique_key();
+    let base = show_lock_timeout(&connection_for("cancel-undo").await.unwrap()).await;
+    let mut seed = (key as u64) | 1;
+    for _ in 0..300 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let cut = Duration::from_micros(seed % 1500);
+        let _ = tokio::time::timeout(cut, with_lock_and_timeout(key)).await;
+        let c = connection_for("cancel-undo").await.unwrap();
+        assert_eq!(
+            show_lock_timeout(&c).await,
+            base,
+            "lock_timeout left behind"
+        );
+        let held: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(held, 0, "advisory lock left behind");
+    }
+}

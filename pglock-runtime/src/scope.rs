@@ -251,7 +251,17 @@ impl Active {
     /// `failed`), release the session lock, restore `lock_timeout`. Returns the first
     /// error; the connection is discarded if anything failed.
     pub(crate) async fn undo(&mut self, failed: bool) -> Result<(), Error> {
+        let r = self.undo_steps(failed).await;
+        // Only now: if this future is dropped part-way, `Drop` still sees an
+        // unfinished scope and deals with what is left (a fresh session is closed,
+        // which undoes everything; on an outer scope's session the remaining
+        // steps are queued). Each step takes its state before awaiting, so a step
+        // already on the wire is not sent twice.
         self.finished = true;
+        r
+    }
+
+    async fn undo_steps(&mut self, failed: bool) -> Result<(), Error> {
         self.heartbeat = None;
         let exec = Exec::pooled(&self.conn);
         let mut first: Option<Error> = None;
