@@ -1,8 +1,9 @@
 //! Throughput experiment: raw clients vs pglock `run(async {})` at N tasks on
-//! distinct keys, with client CPU per op. `cargo run --release -p
-//! pglock-bench --example tp -- 8`; `ONLY=raw,run` (any of raw, run, run-piped, pool-select1) runs only those
-//! variant (for `perf stat`), `NOHB=1` turns the heartbeat off. Uses `DATABASE_URL`,
-//! or starts a throw-away cluster.
+//! distinct keys, with client CPU per op: `run` on an alias with awaited release,
+//! `run-piped` with the (default) pipelined release, `pool-select1` a checkout and
+//! a `SELECT 1`. `cargo run --release -p pglock-bench --example tp -- 8`;
+//! `ONLY=raw,run` runs only the variants named (for `perf stat`), `NOHB=1` turns
+//! the heartbeat off. Uses `DATABASE_URL`, or starts a throw-away cluster.
 use pglock_runtime::{advisory, Config};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
