@@ -38,6 +38,36 @@ async fn reconnect(alias: &str) {
     }
 }
 
+/// The contenders that are not pglock: a raw tokio-postgres client with its
+/// lock statements prepared, and a one-connection sqlx pool.
+struct Peers {
+    raw: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    lock: tokio_postgres::Statement,
+    unlock: tokio_postgres::Statement,
+    pool: sqlx::PgPool,
+}
+
+impl Peers {
+    async fn connect(url: &str) -> Peers {
+        let (raw, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(conn);
+        Peers {
+            lock: raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
+            unlock: raw.prepare("SELECT pg_advisory_unlock($1)").await.unwrap(),
+            raw,
+            driver,
+            pool: PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .unwrap(),
+        }
+    }
+}
+
 const ROWS: [&str; 5] = [
     "raw tokio-postgres lock+unlock",
     "pglock guard acquire+release",
@@ -69,19 +99,13 @@ async fn run(url: String, n: usize) {
     let rounds = 20;
     let mut samples: Vec<Vec<Duration>> = ROWS.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(conn);
-        let (l, u) = (
-            raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
-            raw.prepare("SELECT pg_advisory_unlock($1)").await.unwrap(),
-        );
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
+        let Peers {
+            raw,
+            driver,
+            lock: l,
+            unlock: u,
+            pool,
+        } = Peers::connect(&url).await;
         reconnect("default").await;
         reconnect("awaited").await;
         for i in 0..(n / rounds).max(2) + 3 {
@@ -165,20 +189,14 @@ async fn wire(url: &str, lock: &PgAdvisoryLock) {
             .pipelined_release(false),
     )
     .unwrap();
-    let (raw, conn) = tokio_postgres::connect(&curl, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let Peers {
+        raw,
+        lock: l,
+        unlock: u,
+        pool,
+        ..
+    } = Peers::connect(&curl).await;
     let s1 = raw.prepare("SELECT 1").await.unwrap();
-    let (l, u) = (
-        raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
-        raw.prepare("SELECT pg_advisory_unlock($1)").await.unwrap(),
-    );
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&curl)
-        .await
-        .unwrap();
     let k = 0x7E58_0000_0006_i64;
     let mut one = f64::NAN;
     println!(
