@@ -6,20 +6,6 @@ use std::time::Duration;
 use pglock_runtime::{advisory, connection, connection_for, register, Config, ErrorKind, LockKey};
 use pglock_tests::*;
 
-/// A private alias with a single connection, so that "the next checkout" is
-/// deterministic.
-fn one_connection_alias(name: &'static str) -> &'static str {
-    register(
-        name,
-        Config::from_url(url())
-            .unwrap()
-            .max_size(1)
-            .checkout_timeout(Duration::from_secs(10)),
-    )
-    .unwrap();
-    name
-}
-
 async fn pid_of(alias: &str) -> i32 {
     connection_for(alias).await.unwrap().backend_pid()
 }

@@ -334,14 +334,7 @@ async fn with_lock_and_timeout(key: i64) -> Result<(), pglock_runtime::Error> {
 #[tokio::test]
 async fn cancelled_undo_leaves_no_state_in_the_pool() {
     setup_owned();
-    register(
-        "cancel-undo",
-        Config::from_url(url())
-            .unwrap()
-            .max_size(1)
-            .checkout_timeout(Duration::from_secs(10)),
-    )
-    .unwrap();
+    one_connection_alias("cancel-undo");
     let key = unique_key();
     let base = show_lock_timeout(&connection_for("cancel-undo").await.unwrap()).await;
     let mut seed = (key as u64) | 1;

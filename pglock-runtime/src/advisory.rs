@@ -290,13 +290,7 @@ impl AdvisoryLock {
         let cancel = Some(&conn);
         let take = lock(exec, self.key, self.shared, self.xact, wait, txn, cancel);
         let taken = if txn == Txn::Ours {
-            // Polled in order: `BEGIN` goes on the wire first, the lock statement
-            // right behind it, one round trip for both. If `BEGIN` fails, the lock
-            // statement ran outside a transaction block, where a
-            // transaction-level lock ends with the statement.
-            let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
-            begun?;
-            taken
+            begin_with(exec, take).await?
         } else {
             take.await
         };
@@ -441,6 +435,19 @@ pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
     Ok(rows
         .iter()
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
+}
+
+/// `BEGIN`, with `take` (a lock statement) on the wire right behind it: one round
+/// trip for both. The outer `Err` is `BEGIN`'s failure; the lock statement then
+/// ran outside a transaction block, where a transaction-level lock ends with the
+/// statement.
+pub(crate) async fn begin_with<F>(exec: Exec<'_>, take: F) -> Result<Result<(), Error>, Error>
+where
+    F: std::future::Future<Output = Result<(), Error>>,
+{
+    // Polled in order: `BEGIN` is sent first.
+    let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
+    begun.map(|()| taken)
 }
 
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
@@ -629,16 +636,17 @@ pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result
 }
 
 /// Sends the unlock of a session lock on a pooled connection now and hands the
-/// check of its reply to the connection's driver: the connection can go back to
-/// the pool at once, and whoever uses it next is queued behind the unlock on the
-/// wire. `releasing` is dropped when the reply is in. `false` (nothing sent) when
-/// the unlock statement is not prepared on this connection yet: the request would
-/// then not be on the wire before the connection serves someone else.
+/// check of its reply ([`unlock`]) to the connection's driver: the connection can
+/// go back to the pool at once, and whoever uses it next is queued behind the
+/// unlock on the wire. `releasing` is dropped when the reply is in. `false`
+/// (nothing sent) when the unlock statement is not prepared on this connection
+/// yet: the request would then not be on the wire before the connection serves
+/// someone else.
 ///
-/// The check, when the reply is in: `true` is the normal case; `false` or an error
-/// means the session may still hold the lock (a cancelled unlock) or lost it
-/// earlier, and nobody is left to return the error to: it is an error event, and
-/// the session is closed, which releases whatever it holds.
+/// A failed check (`false`, or an error) means the session may still hold the
+/// lock (a cancelled unlock) or lost it earlier, and nobody is left to return the
+/// error to: it is an error event, and the session is closed, which releases
+/// whatever it holds.
 pub(crate) fn unlock_pipelined(
     conn: &Connection,
     key: LockKey,
@@ -646,27 +654,25 @@ pub(crate) fn unlock_pipelined(
     releasing: crate::queue::Releasing,
 ) -> bool {
     let pg = conn.pg_shared().clone();
-    let p = KeyParams::new(key);
-    let Some(stmt) = pg.cached(sql::UNLOCK[p.kind()][usize::from(shared)]) else {
+    if pg
+        .cached(sql::UNLOCK[KeyParams::new(key).kind()][usize::from(shared)])
+        .is_none()
+    {
         return false;
-    };
+    }
     let checks = pg.checks.clone();
     let mut check = Box::pin(async move {
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            p.with(&[]).into_iter().map(|(v, _)| v).collect();
-        let reply = pg.client.query_opt(&stmt, &params).await;
+        let r = unlock(Exec::on(&pg), key, shared).await;
         drop(releasing);
-        let outcome = match reply {
-            Ok(Some(row)) if row.get::<_, bool>(0) => return,
-            Ok(_) => "the session no longer held the lock: it was lost".to_owned(),
-            Err(e) => format!("the unlock failed ({e}); closing the session to release it"),
-        };
-        tracing::error!(target: "pglock", key = %key, pid = pg.pid, reason = %outcome,
-            "pipelined release failed");
-        pg.close();
+        if let Err(e) = r {
+            tracing::error!(target: "pglock", key = %key, pid = pg.pid, error = %e,
+                "pipelined release failed; closing the session to release whatever it holds");
+            pg.close();
+        }
     });
-    // The first poll puts the request on the wire (tokio-postgres sends during
-    // it); the driver polls it from then on.
+    // The first poll puts the request on the wire (the statement is prepared, so
+    // nothing is awaited before tokio-postgres sends it); the driver polls it from
+    // then on.
     let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
     if check.as_mut().poll(&mut cx).is_pending() {
         checks.push(check);

@@ -24,9 +24,14 @@ pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 impl<'a> Exec<'a> {
     pub(crate) fn pooled(conn: &'a Connection) -> Exec<'a> {
+        Exec::on(conn.pg())
+    }
+
+    /// On a pooled session, beyond its checkout (a pipelined release's check).
+    pub(crate) fn on(pg: &'a PgConn) -> Exec<'a> {
         Exec {
-            client: conn.client(),
-            pg: Some(conn.pg()),
+            client: &pg.client,
+            pg: Some(pg),
         }
     }
 

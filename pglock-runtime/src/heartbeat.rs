@@ -96,15 +96,16 @@ impl Board {
     /// Records the outcome of a check of entry `id` (gone if released meanwhile).
     fn checked(&self, id: u64, why: Option<&'static str>, conn: &Connection) {
         let mut state = self.state();
-        let Some(e) = state.entries.get_mut(&id) else {
-            return;
-        };
         let Some(why) = why else {
-            e.checking = false;
-            e.due = Instant::now() + self.every;
+            if let Some(e) = state.entries.get_mut(&id) {
+                e.checking = false;
+                e.due = Instant::now() + self.every;
+            }
             return;
         };
-        let e = state.entries.remove(&id).expect("present");
+        let Some(e) = state.entries.remove(&id) else {
+            return;
+        };
         drop(state);
         tracing::error!(target: "pglock", key = %e.key, pid = conn.backend_pid(), reason = why,
             "advisory lock lost while held");

@@ -78,8 +78,9 @@ pub(crate) async fn wait_turn(
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Per key: the connections (by address) with a release of it on the wire, and
-/// the notification of each reply.
-type InFlight = Mutex<HashMap<LockKey, (Vec<usize>, Arc<Notify>)>>;
+/// the notification of each reply, created only once somebody waits for one (the
+/// usual release has nobody waiting, and should not allocate for it).
+type InFlight = Mutex<HashMap<LockKey, (Vec<usize>, Option<Arc<Notify>>)>>;
 
 fn in_flight() -> &'static InFlight {
     static IN_FLIGHT: OnceLock<InFlight> = OnceLock::new();
@@ -98,10 +99,7 @@ impl Releasing {
     pub(crate) fn start(key: LockKey, conn: &PgConn) -> Releasing {
         let conn = std::ptr::from_ref(conn) as usize;
         let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key)
-            .or_insert_with(|| (Vec::new(), Arc::new(Notify::new())))
-            .0
-            .push(conn);
+        map.entry(key).or_default().0.push(conn);
         Releasing { key, conn }
     }
 }
@@ -113,7 +111,9 @@ impl Drop for Releasing {
             if let Some(i) = conns.iter().position(|c| *c == self.conn) {
                 conns.swap_remove(i);
             }
-            done.notify_waiters();
+            if let Some(done) = done {
+                done.notify_waiters();
+            }
             if conns.is_empty() {
                 map.remove(&self.key);
             }
@@ -128,20 +128,22 @@ impl Drop for Releasing {
 pub(crate) async fn settled(key: LockKey, own: Option<&PgConn>) {
     let own = own.map(|c| std::ptr::from_ref(c) as usize);
     // The common case, nothing in flight, without a timer.
-    let waiting = move |map: &HashMap<LockKey, (Vec<usize>, Arc<Notify>)>| {
-        map.get(&key)
+    let waiting = move |map: &mut HashMap<LockKey, (Vec<usize>, Option<Arc<Notify>>)>| {
+        map.get_mut(&key)
             .filter(|(conns, _)| conns.iter().any(|c| Some(*c) != own))
-            .map(|(_, done)| done.clone())
+            .map(|(_, done)| done.get_or_insert_with(Default::default).clone())
     };
-    if waiting(&in_flight().lock().unwrap_or_else(|e| e.into_inner())).is_none() {
+    if waiting(&mut in_flight().lock().unwrap_or_else(|e| e.into_inner())).is_none() {
         return;
     }
     let wait = async move {
         let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
         loop {
             let notified = {
-                let map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
-                let Some(done) = waiting(&map) else { return };
+                let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+                let Some(done) = waiting(&mut map) else {
+                    return;
+                };
                 // Registered before the map is unlocked: a reply's
                 // `notify_waiters` (under the same lock) cannot be missed.
                 let mut notified = Box::pin(done.notified_owned());
@@ -202,10 +204,7 @@ mod tests {
             .unwrap();
         // Stand-ins for two connections (only their addresses are used).
         let (a, b) = (Releasing { key, conn: 1 }, Releasing { key, conn: 2 });
-        in_flight()
-            .lock()
-            .unwrap()
-            .insert(key, (vec![1, 2], Arc::new(Notify::new())));
+        in_flight().lock().unwrap().insert(key, (vec![1, 2], None));
         let waiter = tokio::spawn(settled(key, None));
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(a);

@@ -209,15 +209,13 @@ impl Active {
                 cancel,
             ));
             let taken = if begin_with_lock {
-                // Polled in order: `BEGIN` is sent first. If it fails, the lock
-                // statement ran outside a transaction block, where a
-                // transaction-level lock ends with the statement.
-                let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
-                if let Err(e) = begun {
-                    self.own_txn = false;
-                    return Err(e);
+                match advisory::begin_with(exec, take).await {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        self.own_txn = false;
+                        return Err(e);
+                    }
                 }
-                taken
             } else {
                 take.await
             };

@@ -63,6 +63,20 @@ fn register_default(url: &str) {
     });
 }
 
+/// A private alias with a single connection, so that "the next checkout" is
+/// deterministic.
+pub fn one_connection_alias(name: &'static str) -> &'static str {
+    pglock_runtime::register(
+        name,
+        pglock_runtime::Config::from_url(url())
+            .expect("valid URL")
+            .max_size(1)
+            .checkout_timeout(Duration::from_secs(10)),
+    )
+    .expect("first registration");
+    name
+}
+
 /// A key no other test of this process uses, spread over the whole `i64` range
 /// (negative keys included) and salted with the process id.
 pub fn unique_key() -> i64 {
