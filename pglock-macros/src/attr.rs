@@ -43,7 +43,8 @@ impl Kind {
     pub(crate) fn arguments(self) -> &'static [&'static str] {
         match self {
             Kind::AdvisoryLock => &[
-                "key", "shared", "xact", "timeout", "on_fail", "on_lost", "using", "hash", "crate",
+                "key", "shared", "xact", "timeout", "on_fail", "on_lost", "once_per", "slot",
+                "retry", "using", "hash", "crate",
             ],
             Kind::LockTimeout => &["using", "crate"],
             Kind::Prioritize => &[
@@ -177,6 +178,9 @@ pub(crate) struct Args {
     pub(crate) on_fail_unknown: bool,
     pub(crate) on_lost: Option<At<OnLost>>,
     pub(crate) hash: Option<At<&'static str>>,
+    pub(crate) once_per: Option<At<DurationArg>>,
+    pub(crate) slot: Option<At<Expr>>,
+    pub(crate) retry: Option<At<bool>>,
     // lock_timeout
     pub(crate) lock_timeout: Option<At<DurationArg>>,
     // prioritize
@@ -356,6 +360,12 @@ fn suggest(word: &str, choices: &[&'static str]) -> Option<&'static str> {
         "side_effect" | "on_error" | "on_busy" => Some("on_fail"),
         "database" | "db" | "alias" => Some("using"),
         "nowait" | "wait" | "try" | "acquire_timeout" => Some("timeout"),
+        // ShedLock's `lockAtLeastFor` / `runAtMostOncePer`, and the obvious guesses.
+        "lock_at_least_for" | "at_least" | "at_least_for" | "lock_at_most_once_per"
+        | "at_most_once_per" | "run_at_most_once_per" | "run_once_per" | "once_every"
+        | "every" | "period" => Some("once_per"),
+        "tick" | "slot_key" | "fire_time" | "run_key" => Some("slot"),
+        "retry_on_failure" | "retries" | "retry_failed" => Some("retry"),
         _ => None,
     };
     if let Some(k) = known.filter(|k| choices.contains(k)) {
@@ -523,6 +533,33 @@ pub(crate) fn parse_into(
                     set_once(cx, &mut args.hash, c, span, dup);
                 }
             }
+            (Kind::AdvisoryLock, "once_per") => {
+                if args.slot.is_some() {
+                    both_slots(cx, span);
+                }
+                if let Some(d) = duration_value(cx, &name, v) {
+                    set_once(cx, &mut args.once_per, d, span, dup);
+                }
+            }
+            (Kind::AdvisoryLock, "slot") => match v {
+                Some(e) => {
+                    if args.once_per.is_some() {
+                        both_slots(cx, span);
+                    }
+                    set_once(cx, &mut args.slot, e.clone(), span, dup);
+                }
+                None => cx.error_spanned_by(
+                    &name,
+                    "`slot` needs a value, as in `slot = planned_at` (any expression convertible \
+                     to a slot: a `SystemTime`, a string, an integer); for slots on the \
+                     database's clock write `once_per = \"1h\"` instead",
+                ),
+            },
+            (Kind::AdvisoryLock, "retry") => {
+                if let Some(b) = flag(cx, &name, v) {
+                    set_once(cx, &mut args.retry, b, span, dup);
+                }
+            }
             (Kind::Prioritize, "interval") => {
                 if let Some(d) = duration_value(cx, &name, v) {
                     set_once(cx, &mut args.interval, d, span, dup);
@@ -572,6 +609,15 @@ pub(crate) fn parse_into(
             "`#[lock_timeout]` needs a duration, as in `#[lock_timeout(\"5s\")]`, or `#[lock_timeout(none)]` for no limit",
         );
     }
+}
+
+/// `once_per` and `slot` on one function, reported at the later one.
+fn both_slots(cx: &Ctxt, span: Span) {
+    cx.error_at(
+        span,
+        "`once_per` and `slot` both say which slot a call belongs to: use `once_per = \"…\"` for \
+         slots on the database's clock, or `slot = <expr>` to name the slot yourself, not both",
+    );
 }
 
 fn unknown_argument(cx: &Ctxt, kind: Kind, name: &Ident) {
@@ -827,6 +873,45 @@ mod tests {
         );
         assert!(errors[1].contains("from 1 to"));
         assert!(errors[2].contains("takes a whole number"));
+    }
+
+    #[test]
+    fn slot_arguments() {
+        let (a, errors) = parse(
+            Kind::AdvisoryLock,
+            quote!(timeout = 0, on_fail = skip, once_per = "1h", retry),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            a.once_per.as_ref().unwrap().value,
+            DurationArg::Nanos(3_600_000_000_000)
+        );
+        assert!(a.retry.as_ref().unwrap().value);
+        let (a, errors) = parse(Kind::AdvisoryLock, quote!(slot = planned.date()));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            a.slot.as_ref().unwrap().value.to_token_stream().to_string(),
+            "planned . date ()"
+        );
+        let (_, errors) = parse(Kind::AdvisoryLock, quote!(once_per = "1m", slot = day));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("`once_per` and `slot` both say"), "{errors:?}");
+        let (_, errors) = parse(Kind::AdvisoryLock, quote!(slot, once_per));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("`slot` needs a value"), "{errors:?}");
+        assert!(errors[1].contains("`once_per` needs a value"), "{errors:?}");
+    }
+
+    #[test]
+    fn shedlock_names_suggest_once_per() {
+        for word in ["lock_at_least_for", "at_least", "run_at_most_once_per", "every"] {
+            let name = Ident::new(word, Span::call_site());
+            let (_, errors) = parse(Kind::AdvisoryLock, quote!(#name = "1m"));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].ends_with("did you mean `once_per`?"), "{errors:?}");
+        }
+        let (_, errors) = parse(Kind::AdvisoryLock, quote!(retries = true));
+        assert!(errors[0].ends_with("did you mean `retry`?"), "{errors:?}");
     }
 
     #[test]

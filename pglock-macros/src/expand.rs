@@ -11,7 +11,7 @@ use syn::{Attribute, Block, Expr, ItemFn, ReturnType, Signature, Stmt, Type, Vis
 use crate::attr::{self, Args, Kind, OnFail};
 use crate::ctxt::Ctxt;
 use crate::duration::DurationArg;
-use crate::valid::{self, Checked};
+use crate::valid::{self, Checked, Slot};
 
 /// The argument a collected attribute is left with: it then expands to the item
 /// unchanged. Leaving it in place (rather than removing it) keeps its path
@@ -197,6 +197,21 @@ fn plan(c: &Checked, name: &str) -> TokenStream {
         }
         if a.cancel_on_lost {
             p.extend(quote!(.on_lost_cancel()));
+        }
+        match &a.slot {
+            Some(Slot::Every(n)) => {
+                let n = nanos(*n);
+                p.extend(quote!(.once_per(#n)));
+            }
+            // Spanned like the key: a type without `ToSlot` is reported on it.
+            Some(Slot::Expr(e)) => {
+                let e = quote_spanned!(e.span()=> &(#e));
+                p.extend(quote!(.slot(#private::slot(#e))));
+            }
+            None => {}
+        }
+        if a.retry {
+            p.extend(quote!(.retry()));
         }
     }
     if let Some(t) = c.lock_timeout {

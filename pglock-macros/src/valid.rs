@@ -25,6 +25,16 @@ pub(crate) struct Advisory {
     pub(crate) xact: bool,
     pub(crate) timeout: Option<DurationArg>,
     pub(crate) cancel_on_lost: bool,
+    pub(crate) slot: Option<Slot>,
+    pub(crate) retry: bool,
+}
+
+/// How a scheduled job's slot is told: `once_per` (on the database's clock) or
+/// `slot = <expr>` (given per call).
+pub(crate) enum Slot {
+    /// Nanoseconds, a whole number of microseconds.
+    Every(u64),
+    Expr(Expr),
 }
 
 pub(crate) struct Prioritize {
@@ -68,6 +78,73 @@ fn check_lock_limit(cx: &Ctxt, limit: Option<&At<DurationArg>>, what: &str) {
                 ),
             );
         }
+    }
+}
+
+/// PostgreSQL's `interval` has microsecond resolution; a slot shorter than this is
+/// a typo, not a schedule.
+const MIN_SLOT: u64 = 1_000_000;
+
+/// `once_per`, `slot` and `retry`: one way of naming the slot, a real length, and
+/// an exclusive lock (a slot has one run).
+fn check_slot(cx: &Ctxt, args: &Args) -> Option<Slot> {
+    let every = match &args.once_per {
+        Some(At {
+            value: DurationArg::None,
+            span,
+        }) => {
+            cx.error_at(
+                *span,
+                "`once_per` cannot be `none`: give the slot length, as in `once_per = \"1h\"`, or \
+                 leave it out to run on every call",
+            );
+            None
+        }
+        Some(At {
+            value: DurationArg::Nanos(n),
+            span,
+        }) if *n < MIN_SLOT || n % 1_000 != 0 => {
+            cx.error_at(
+                *span,
+                format!(
+                    "`once_per` must be at least 1ms and a whole number of microseconds (the \
+                     resolution of PostgreSQL's clock), not {}",
+                    describe(*n)
+                ),
+            );
+            None
+        }
+        Some(At {
+            value: DurationArg::Nanos(n),
+            ..
+        }) => Some(*n),
+        None => None,
+    };
+    if args.once_per.is_some() && args.slot.is_some() {
+        // Reported where the later of the two was parsed (`attr.rs`).
+        return None;
+    }
+    let named = args.once_per.as_ref().map(|o| o.span).or(args.slot.as_ref().map(|s| s.span));
+    if let (Some(_), Some(shared)) = (named, &args.shared) {
+        if shared.value {
+            cx.error_at(
+                shared.span,
+                "`shared` cannot be used with `once_per` or `slot`: a slot has one run, and shared \
+                 holders run together; remove `shared`",
+            );
+        }
+    }
+    if let (None, Some(r)) = (named, &args.retry) {
+        cx.error_at(
+            r.span,
+            "`retry` says whether a failed run of a slot may be run again, so it needs `once_per = \
+             \"…\"` or `slot = <expr>`",
+        );
+    }
+    match (every, &args.slot) {
+        (Some(n), _) => Some(Slot::Every(n)),
+        (None, Some(s)) => Some(Slot::Expr(s.value.clone())),
+        (None, None) => None,
     }
 }
 
@@ -255,6 +332,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
             );
         }
     }
+    let slot = check_slot(cx, &args);
     let on_fail = args.on_fail.as_ref().map_or(OnFail::Raise, |a| a.value);
     if on_fail == OnFail::Raise && !args.on_fail_unknown && returns_unit(sig) {
         let (why, instead) = if args.has(Kind::AdvisoryLock) {
@@ -301,6 +379,8 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
             xact: flag(&args.xact),
             timeout: args.timeout.map(|t| t.value),
             cancel_on_lost: args.on_lost.is_some_and(|l| l.value == OnLost::Cancel),
+            slot,
+            retry: flag(&args.retry),
         }),
         on_fail,
         lock_timeout: args.lock_timeout.map(|t| t.value),
@@ -411,6 +491,38 @@ mod tests {
         ));
         assert!(e[1]
             .starts_with("conflicting `crate`: `#[lock_timeout]` says `y` but `#[advisory_lock]`"));
+    }
+
+    #[test]
+    fn slots() {
+        let skip = quote!(timeout = 0, on_fail = skip, once_per = "1m", retry);
+        let (c, e) = check_all(&[(Kind::AdvisoryLock, skip)], quote!(async fn f()));
+        assert!(e.is_empty(), "{e:?}");
+        let a = c.unwrap().advisory.unwrap();
+        assert!(matches!(a.slot, Some(Slot::Every(60_000_000_000))) && a.retry);
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(once_per = none))],
+            result_fn(),
+        );
+        assert!(e[0].starts_with("`once_per` cannot be `none`"), "{e:?}");
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(once_per = "500us"))],
+            result_fn(),
+        );
+        assert!(e[0].starts_with("`once_per` must be at least 1ms"), "{e:?}");
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(once_per = "1s", shared))],
+            result_fn(),
+        );
+        assert!(e[0].starts_with("`shared` cannot be used with `once_per`"), "{e:?}");
+        let e = errors(&[(Kind::AdvisoryLock, quote!(retry))], result_fn());
+        assert!(e[0].starts_with("`retry` says whether"), "{e:?}");
+        let (c, e) = check_all(
+            &[(Kind::AdvisoryLock, quote!(slot = day, xact))],
+            result_fn(),
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert!(matches!(c.unwrap().advisory.unwrap().slot, Some(Slot::Expr(_))));
     }
 
     #[test]
