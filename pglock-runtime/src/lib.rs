@@ -17,6 +17,7 @@ mod registry;
 mod returns;
 mod rt;
 mod scope;
+mod slot;
 mod sql;
 mod table;
 mod timeout;
@@ -38,6 +39,7 @@ pub use key::{KeyHash, LockKey, ToLockKey};
 pub use prioritize::{BlockerAction, Prioritize, PrioritizeAction, Prioritized};
 pub use registry::{is_registered, register, Config, DEFAULT_ALIAS};
 pub use returns::{Raise, Skipped};
+pub use slot::{Slot, ToSlot};
 pub use table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
 pub use timeout::{lock_timeout, LockTimeout, MAX_LOCK_TIMEOUT};
 

@@ -339,6 +339,257 @@ fn quote_literal_body(s: &str) -> String {
     s.replace('\'', "''")
 }
 
+/// The version of pglock's own schema this release writes. Each entry of
+/// [`migrations`] takes the schema one version up.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+/// pglock's own schema, version by version: `migrations(s)[i]` takes it from
+/// version `i` to `i + 1`. Each step is idempotent (`IF NOT EXISTS`), so the
+/// script printed by `pglock schema` can be run on any version.
+pub(crate) fn migrations(schema: &str) -> Vec<String> {
+    let s = quote_ident(schema);
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {s}.runs (\n\
+         \x20   job text NOT NULL,\n\
+         \x20   classid oid NOT NULL,\n\
+         \x20   objid oid NOT NULL,\n\
+         \x20   objsubid int2 NOT NULL,\n\
+         \x20   slot text NOT NULL,\n\
+         \x20   slot_start timestamptz,\n\
+         \x20   period interval,\n\
+         \x20   retry boolean NOT NULL DEFAULT false,\n\
+         \x20   attempt int NOT NULL DEFAULT 1,\n\
+         \x20   application_name text,\n\
+         \x20   host text,\n\
+         \x20   client_pid int,\n\
+         \x20   backend_pid int,\n\
+         \x20   started_at timestamptz NOT NULL DEFAULT clock_timestamp(),\n\
+         \x20   finished_at timestamptz,\n\
+         \x20   outcome text NOT NULL DEFAULT 'started'\n\
+         \x20       CHECK (outcome IN ('started', 'succeeded', 'failed', 'panicked')),\n\
+         \x20   PRIMARY KEY (classid, objid, objsubid, slot)\n\
+         );\n\
+         CREATE INDEX IF NOT EXISTS runs_by_job ON {s}.runs (job, started_at);\n\
+         CREATE TABLE IF NOT EXISTS {s}.lock_names (\n\
+         \x20   classid oid NOT NULL,\n\
+         \x20   objid oid NOT NULL,\n\
+         \x20   objsubid int2 NOT NULL,\n\
+         \x20   name text NOT NULL,\n\
+         \x20   hash text NOT NULL,\n\
+         \x20   first_seen timestamptz NOT NULL DEFAULT now(),\n\
+         \x20   PRIMARY KEY (classid, objid, objsubid)\n\
+         );"
+    )]
+}
+
+/// The statements that create pglock's schema, up to [`SCHEMA_VERSION`], as one
+/// script for an administrator (`pglock schema`); `role`, when given, gets the
+/// grants pglock needs.
+pub(crate) fn schema_script(schema: &str, role: Option<&str>) -> String {
+    let s = quote_ident(schema);
+    let mut out = format!(
+        "BEGIN;\n\
+         SELECT pg_advisory_xact_lock({key});\n\
+         CREATE SCHEMA IF NOT EXISTS {s};\n\
+         {version_table}\n",
+        key = schema_lock_key(schema),
+        version_table = version_table(schema),
+    );
+    for m in migrations(schema) {
+        out.push_str(&m);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "UPDATE {s}.schema_version SET version = {SCHEMA_VERSION}, migrated_at = now() \
+         WHERE version < {SCHEMA_VERSION};\n"
+    ));
+    if let Some(role) = role {
+        let r = quote_ident(role);
+        out.push_str(&format!(
+            "GRANT USAGE ON SCHEMA {s} TO {r};\n\
+             GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {s} TO {r};\n"
+        ));
+    }
+    out.push_str("COMMIT;\n");
+    out
+}
+
+fn version_table(schema: &str) -> String {
+    let s = quote_ident(schema);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.schema_version (\n\
+         \x20   one boolean PRIMARY KEY DEFAULT true CHECK (one),\n\
+         \x20   version int NOT NULL,\n\
+         \x20   migrated_at timestamptz NOT NULL DEFAULT now()\n\
+         );\n\
+         INSERT INTO {s}.schema_version (version) VALUES (0) ON CONFLICT (one) DO NOTHING;"
+    )
+}
+
+/// The advisory lock that serializes installs and migrations of one schema
+/// (django-pglock's hash of `pglock.schema:<name>`).
+fn schema_lock_key(schema: &str) -> i64 {
+    match crate::LockKey::hashed(&format!("pglock.schema:{schema}"), crate::KeyHash::DjangoPglock)
+    {
+        crate::LockKey::Int(k) => k,
+        crate::LockKey::Pair(..) => unreachable!("string keys hash to 64 bits"),
+    }
+}
+
+/// The statements of pglock's schema `schema`, built once per schema name (the
+/// name is an identifier, quoted; everything else is a bind parameter).
+#[derive(Debug)]
+pub(crate) struct SchemaSql {
+    /// `SELECT version FROM schema_version`: fails while the schema is missing.
+    pub(crate) version: String,
+    /// Opening a migration: the schema, the version table, the lock.
+    pub(crate) begin_migration: String,
+    /// The version, read inside a migration.
+    pub(crate) locked_version: String,
+    /// `$1`: the version reached.
+    pub(crate) set_version: String,
+    pub(crate) migrations: Vec<String>,
+    /// Lock-and-claim statements, `[key kind][xact][wait form]`, wait form as in
+    /// [`ClaimForm`].
+    pub(crate) claim: [[[String; 3]; 2]; 2],
+    /// Records how a claimed run ended: `$1..$3` the key's `pg_locks` ids, `$4`
+    /// the slot, `$5` the attempt, `$6` the outcome.
+    pub(crate) finish: String,
+    /// Recent runs: `$1` job name or NULL, `$2` since, `$3` limit.
+    pub(crate) runs: String,
+    /// Slots of `once_per` jobs between `$2` and now that no instance ran: `$1`
+    /// job name or NULL.
+    pub(crate) missed: String,
+}
+
+/// Which lock statement a claim wraps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClaimForm {
+    /// [`TRY_LOCK`]: the claim is made only if the lock was taken.
+    Try = 0,
+    /// [`LOCK`]: waits, then claims.
+    Wait = 1,
+    /// [`LOCK_WITH_TIMEOUT`].
+    WaitWithTimeout = 2,
+}
+
+impl SchemaSql {
+    pub(crate) fn new(schema: &str) -> SchemaSql {
+        let s = quote_ident(schema);
+        let claim = |k: usize, x: usize| {
+            [
+                claim(&s, TRY_LOCK[k][x][0], true),
+                claim(&s, LOCK[k][x][0], false),
+                claim(&s, LOCK_WITH_TIMEOUT[k][x][0], false),
+            ]
+        };
+        SchemaSql {
+            version: format!("SELECT version FROM {s}.schema_version"),
+            begin_migration: format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({key}); CREATE SCHEMA IF NOT EXISTS {s}; {v}",
+                key = schema_lock_key(schema),
+                v = version_table(schema),
+            ),
+            locked_version: format!("SELECT version FROM {s}.schema_version FOR UPDATE"),
+            set_version: format!(
+                "UPDATE {s}.schema_version SET version = $1, migrated_at = now()"
+            ),
+            migrations: migrations(schema),
+            claim: [[claim(0, 0), claim(0, 1)], [claim(1, 0), claim(1, 1)]],
+            finish: format!(
+                "UPDATE {s}.runs SET finished_at = clock_timestamp(), outcome = $6 \
+                 WHERE classid = $1 AND objid = $2 AND objsubid = $3 AND slot = $4 \
+                 AND attempt = $5"
+            ),
+            runs: format!(
+                "SELECT job, classid, objid, objsubid, slot, slot_start, \
+                 extract(epoch FROM period)::float8, retry, attempt, application_name, host, \
+                 client_pid, backend_pid, started_at, finished_at, outcome \
+                 FROM {s}.runs WHERE ($1::text IS NULL OR job = $1) AND started_at >= $2 \
+                 ORDER BY started_at DESC LIMIT $3"
+            ),
+            missed: format!(
+                "WITH jobs AS ( \
+                   SELECT job, (array_agg(period ORDER BY started_at DESC))[1] AS period, \
+                     min(slot_start) AS first FROM {s}.runs \
+                   WHERE period IS NOT NULL AND ($1::text IS NULL OR job = $1) GROUP BY job) \
+                 SELECT j.job, g.slot_start, extract(epoch FROM j.period)::float8 \
+                 FROM jobs j CROSS JOIN LATERAL generate_series( \
+                   greatest(date_bin(j.period, $2::timestamptz, timestamptz 'epoch'), j.first), \
+                   date_bin(j.period, statement_timestamp(), timestamptz 'epoch') - j.period, \
+                   j.period) AS g(slot_start) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s}.runs r \
+                   WHERE r.job = j.job AND r.slot_start = g.slot_start) \
+                 ORDER BY j.job, g.slot_start"
+            ),
+        }
+    }
+}
+
+/// Wraps a lock statement (whose own parameters come first) into one statement
+/// that takes the lock and, if it was taken, claims the slot in `runs`: one round
+/// trip for both. Returns one row — taken, the attempt claimed (NULL when the
+/// slot had already run), the slot's label, and the earlier run's application
+/// name, host, client pid, start, outcome and end — or none when the lock
+/// statement returned none (the session guard of [`LOCK`]).
+///
+/// Parameters after the lock statement's `n`: `job`, `classid`, `objid`,
+/// `objsubid`, `slot` label or NULL, slot start or NULL, slot length in
+/// microseconds or NULL, `retry`, host, client pid. The slot of a `once_per` job
+/// is `date_bin` of the statement's start on the server's clock, labelled in
+/// RFC 3339 UTC with microseconds, as [`Slot::at`](crate::Slot::at) labels a
+/// time.
+fn claim(s: &str, lock: &str, try_form: bool) -> String {
+    let n = max_param(lock);
+    let p = |i: usize| format!("${}", n + i);
+    let (job, classid, objid, objsubid) = (p(1), p(2), p(3), p(4));
+    let (label, start, micros, retry, host, pid) = (p(5), p(6), p(7), p(8), p(9), p(10));
+    let taken = if try_form {
+        format!("SELECT x.got FROM ({lock}) AS x(got)")
+    } else {
+        format!("SELECT true AS got FROM ({lock}) AS x")
+    };
+    format!(
+        "WITH l AS MATERIALIZED ({taken}), \
+         s AS (SELECT coalesce({label}::text, \
+                 to_char(b AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')) AS slot, \
+               coalesce({start}::timestamptz, b) AS slot_start \
+               FROM (SELECT date_bin({micros}::int8 * interval '1 microsecond', \
+                 statement_timestamp(), timestamptz 'epoch') AS b) d), \
+         c AS (INSERT INTO {s}.runs AS r (job, classid, objid, objsubid, slot, slot_start, \
+                 period, retry, application_name, host, client_pid, backend_pid) \
+               SELECT {job}::text, {classid}::oid, {objid}::oid, {objsubid}::int2, s.slot, \
+                 s.slot_start, {micros} * interval '1 microsecond', {retry}::bool, \
+                 current_setting('application_name'), {host}::text, {pid}::int4, \
+                 pg_backend_pid() \
+               FROM l, s WHERE l.got \
+               ON CONFLICT (classid, objid, objsubid, slot) DO UPDATE SET \
+                 attempt = r.attempt + 1, job = excluded.job, \
+                 application_name = excluded.application_name, host = excluded.host, \
+                 client_pid = excluded.client_pid, backend_pid = excluded.backend_pid, \
+                 started_at = clock_timestamp(), finished_at = NULL, outcome = 'started' \
+               WHERE r.retry AND r.outcome IN ('failed', 'panicked') \
+               RETURNING r.attempt) \
+         SELECT l.got, c.attempt, s.slot, p.application_name, p.host, p.client_pid, \
+           p.started_at, p.outcome, p.finished_at \
+         FROM l CROSS JOIN s LEFT JOIN c ON true \
+         LEFT JOIN {s}.runs p ON l.got AND c.attempt IS NULL AND p.classid = {classid} \
+           AND p.objid = {objid} AND p.objsubid = {objsubid} AND p.slot = s.slot"
+    )
+}
+
+/// The highest `$n` in a statement.
+fn max_param(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +605,19 @@ mod tests {
             unlock_literal(crate::LockKey::Pair(-1, 2), true),
             "SELECT pg_advisory_unlock_shared('-1'::int4, '2'::int4)"
         );
+    }
+
+    #[test]
+    fn claims_number_their_parameters_after_the_lock_statement() {
+        assert_eq!(max_param(TRY_LOCK[0][0][0]), 2);
+        assert_eq!(max_param(LOCK_WITH_TIMEOUT[1][0][0]), 4);
+        assert_eq!(max_param(LOCK[1][1][0]), 2);
+        let s = SchemaSql::new("pg\"lock");
+        assert!(s.claim[0][0][0].contains("INSERT INTO \"pg\"\"lock\".runs"));
+        assert!(s.claim[0][0][0].contains("$12::int4"));
+        assert!(!s.claim[0][0][0].contains("$13"));
+        assert!(s.claim[1][0][2].contains("$14::int4"));
+        assert!(schema_script("pglock", Some("app")).contains("GRANT USAGE ON SCHEMA \"pglock\" TO \"app\""));
     }
 
     #[test]
