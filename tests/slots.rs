@@ -27,6 +27,8 @@ const OFFSETS_MS: [u64; 4] = [0, 100, 200, 300];
 
 /// What a fleet did, as the database recorded it.
 struct Fleet {
+    /// The job's name in pglock's record of runs (the annotated function's path).
+    job: String,
     /// The workers' schedule offsets.
     offsets: Vec<u64>,
     /// Ticks the fleet was scheduled for (periods since the epoch), in order.
@@ -147,6 +149,7 @@ async fn fleet(mode: &str, offsets: &[u64]) -> Fleet {
         .await
         .expect("drop the runs table");
     Fleet {
+        job: format!("slot_worker::job_{mode}"),
         offsets: offsets.to_vec(),
         ticks,
         per_tick,
@@ -202,4 +205,52 @@ async fn a_lock_alone_runs_a_fast_job_more_than_once_per_tick() {
         "expected a second of the database's clock with more than one run: {:?}",
         f.per_db_slot
     );
+}
+
+/// Exactly one run per tick, counted in the test table and in pglock's own
+/// record of runs (one row per slot, each finished `succeeded`).
+async fn exactly_once_per_tick(mode: &str) {
+    setup();
+    let started = Instant::now();
+    let f = fleet(mode, &OFFSETS_MS).await;
+    report(mode, &f, started);
+    let once: BTreeMap<i64, i64> = f.ticks.iter().map(|t| (*t, 1)).collect();
+    assert_eq!(f.per_tick, once, "one run per tick");
+    assert_eq!(
+        f.ran + f.skipped,
+        TICKS * OFFSETS_MS.len() as u64,
+        "every worker called the job on every tick"
+    );
+    assert_eq!(f.ran, TICKS, "the others skipped");
+    let db = observer().await;
+    let (first, last) = (f.ticks[0], f.ticks[f.ticks.len() - 1]);
+    let rows = db
+        .query(
+            "SELECT slot, outcome, application_name FROM pglock.runs \
+             WHERE job = $1 AND slot_start BETWEEN to_timestamp($2) AND to_timestamp($3) \
+             ORDER BY slot",
+            &[&f.job, &(first as f64), &(last as f64)],
+        )
+        .await
+        .expect("pglock.runs");
+    assert_eq!(rows.len(), f.ticks.len(), "one recorded run per slot");
+    for row in rows {
+        assert_eq!(row.get::<_, &str>(1), "succeeded", "{:?}", row.get::<_, &str>(0));
+        assert!(row
+            .get::<_, &str>(2)
+            .starts_with("slot-worker-"), "run recorded with the worker's application_name");
+    }
+}
+
+/// Issue 12, the fix: with `once_per = "1s"` the same fleet runs each tick once,
+/// on the database's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_per_runs_a_fast_job_exactly_once_per_tick() {
+    exactly_once_per_tick("once_per").await;
+}
+
+/// With `slot = <planned time>` the slot is the scheduler's, not a clock's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_slot_runs_a_fast_job_exactly_once_per_tick() {
+    exactly_once_per_tick("slot").await;
 }

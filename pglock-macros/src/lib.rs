@@ -35,6 +35,9 @@ use proc_macro::TokenStream;
 /// | `on_fail = raise` | the function returns the error: it must return `Result<_, E>` with `E: From<pglock_runtime::Error>` | `raise` |
 /// | `on_fail = skip` | the body does not run; the function returns its type's [`Skipped`] value (`()`, `false`, `None`, `Ok(None)`, `Ok(())`, …); a `tracing` event says why (busy: debug, errors: warn) | |
 /// | `on_lost = cancel` | drop the body when the lock is found lost while it runs (`async fn` only); the call fails with `ErrorKind::LockLost` | `report`: keep running, log at once, fail at the end |
+/// | `once_per = "1h"` | a scheduled job: at most one run per slot of this length across every instance, slots taken from the **database's** clock (see [Scheduled jobs](#scheduled-jobs)); not with `shared` | every call runs |
+/// | `slot = <expr>` | a scheduled job whose slot the call names: any expression convertible to a slot ([`ToSlot`]: a planned fire time as `SystemTime`, a date string, an integer), evaluated per call | |
+/// | `retry` | with `once_per` / `slot`: a run that failed (returned `Err`, or panicked) does not use up its slot, so another call may run it again | a failed run counts as the slot's run |
 /// | `using = "alias"` | registry alias | `"default"` |
 /// | `hash = django_pglock \| django_pglocks \| django_pglocks_v1 \| postgres_lock \| sqlx` | how string keys are hashed, to exclude Python processes (or sqlx) that name the same lock | `django_pglock` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |
@@ -47,6 +50,7 @@ use proc_macro::TokenStream;
 ///
 /// [`ToLockKey`]: https://docs.rs/pglock-runtime/latest/pglock_runtime/trait.ToLockKey.html
 /// [`Skipped`]: https://docs.rs/pglock-runtime/latest/pglock_runtime/trait.Skipped.html
+/// [`ToSlot`]: https://docs.rs/pglock-runtime/latest/pglock_runtime/trait.ToSlot.html
 ///
 /// ```no_run
 /// use pglock_runtime::advisory_lock;
@@ -101,6 +105,42 @@ use proc_macro::TokenStream;
 /// [`Skipped`] for your own types; a type without one is a compile error that names
 /// the trait. An `Err` returned by the body counts as a failure (an `xact`
 /// transaction is rolled back); any other value as a success.
+///
+/// # Scheduled jobs
+///
+/// A lock alone prevents *overlap*, not a *second run of the same tick*: a job that
+/// takes 5 ms, on instances whose schedules fire 100–300 ms apart, is free again
+/// when the next instance's tick fires, and runs there too. `once_per = "1m"`
+/// records each run in pglock's own schema (created on first use; `pglock
+/// schema` prints its SQL) under the slot the *server's* clock puts the call in
+/// (`date_bin` of the statement's start), so the other instances of that tick find
+/// the slot taken and skip, whatever their own clocks say. The lock and the claim
+/// are one statement: skipping costs no round trip more than a busy lock, and a
+/// run costs one more (recording how it ended).
+///
+/// ```no_run
+/// use pglock_runtime::advisory_lock;
+///
+/// // Every instance ticks each minute; one run per minute across the fleet.
+/// #[advisory_lock(timeout = 0, on_fail = skip, once_per = "1m")]
+/// async fn send_reminders() {
+///     // ...
+/// }
+///
+/// // Ticks planned on the hour but firing either side of it (02:59:59.8 on one
+/// // instance, 03:00:00.2 on another) would land in two `once_per = "1h"` slots:
+/// // name the slot by the planned time instead.
+/// #[advisory_lock(timeout = 0, on_fail = skip, slot = planned_at)]
+/// async fn nightly(planned_at: std::time::SystemTime) {
+///     // ...
+/// }
+/// ```
+///
+/// A call whose slot already ran does not run its body: with `on_fail = skip` it
+/// returns the skipped value (a debug event names the instance that ran it and
+/// when), with `raise` it returns `ErrorKind::AlreadyRan`. A run that fails or
+/// panics still counts as its slot's run unless `retry` is given. `pglock runs`
+/// lists recent runs and the slots that ran nowhere.
 ///
 /// # Keys
 ///

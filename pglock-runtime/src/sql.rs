@@ -446,7 +446,7 @@ pub(crate) struct SchemaSql {
     pub(crate) begin_migration: String,
     /// The version, read inside a migration.
     pub(crate) locked_version: String,
-    /// `$1`: the version reached.
+    /// Records that the schema reached [`SCHEMA_VERSION`].
     pub(crate) set_version: String,
     pub(crate) migrations: Vec<String>,
     /// Lock-and-claim statements, `[key kind][xact][wait form]`, wait form as in
@@ -492,7 +492,7 @@ impl SchemaSql {
             ),
             locked_version: format!("SELECT version FROM {s}.schema_version FOR UPDATE"),
             set_version: format!(
-                "UPDATE {s}.schema_version SET version = $1, migrated_at = now()"
+                "UPDATE {s}.schema_version SET version = {SCHEMA_VERSION}, migrated_at = now()"
             ),
             migrations: migrations(schema),
             claim: [[claim(0, 0), claim(0, 1)], [claim(1, 0), claim(1, 1)]],

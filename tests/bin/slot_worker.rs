@@ -2,7 +2,7 @@
 //! instance of a fleet that runs the same job on the same schedule.
 //!
 //! ```text
-//! slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock
+//! slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock|once_per|slot
 //!             [--period-ms 1000] [--base-ms 100] [--offset-ms 0] [--ticks 6]
 //!             [--job-ms 5] [--start-ms EPOCH_MS]
 //! ```
@@ -16,8 +16,10 @@
 //! instances. A tick is named by its period's number, `(START + k*PERIOD) / PERIOD`
 //! (the Unix second for a period of 1000 ms).
 //!
-//! Each tick calls the job, which (mode `lock`, today's recommended usage) is
-//! `#[advisory_lock(key = KEY, timeout = 0, on_fail = skip)]`: its body inserts
+//! Each tick calls the job, which (mode `lock`, the usage that has the hole) is
+//! `#[advisory_lock(key = KEY, timeout = 0, on_fail = skip)]`, with `once_per =
+//! "1s"` added in mode `once_per` and `slot = <the tick's planned time>` in mode
+//! `slot`: its body inserts
 //! `(NAME, tick)` into TABLE (which the caller created, with columns `worker text`,
 //! `tick bigint` and `at timestamptz DEFAULT clock_timestamp()`) on the scope
 //! connection, then sleeps JOB milliseconds. NAME is also the sessions'
@@ -32,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pglock_runtime::{advisory_lock, Config};
 
-const USAGE: &str = "usage: slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock \
+const USAGE: &str = "usage: slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock|once_per|slot \
                      [--period-ms 1000] [--base-ms 100] [--offset-ms 0] [--ticks 6] [--job-ms 5] \
                      [--start-ms EPOCH_MS]";
 
@@ -41,6 +43,11 @@ const USAGE: &str = "usage: slot-worker --url URL --name NAME --key KEY --table 
 enum Mode {
     /// `#[advisory_lock(timeout = 0, on_fail = skip)]` alone.
     Lock,
+    /// The same with `once_per = "1s"`: slots on the database's clock (the
+    /// period must then be 1000 ms).
+    OncePer,
+    /// The same with `slot = <the tick's planned time>`.
+    Slot,
 }
 
 struct Args {
@@ -102,7 +109,11 @@ fn parse_args() -> Args {
             "--mode" => {
                 mode = Some(match value.as_str() {
                     "lock" => Mode::Lock,
-                    other => fail(&format!("unknown mode `{other}` (known: lock)")),
+                    "once_per" => Mode::OncePer,
+                    "slot" => Mode::Slot,
+                    other => fail(&format!(
+                        "unknown mode `{other}` (known: lock, once_per, slot)"
+                    )),
                 })
             }
             "--period-ms" => a.period_ms = number(&flag, &value),
@@ -175,6 +186,33 @@ async fn job_lock(
     Ok(true)
 }
 
+/// Mode `once_per`: at most one run per second of the database's clock.
+#[advisory_lock(key = key, timeout = 0, on_fail = skip, once_per = "1s")]
+async fn job_once_per(
+    key: &str,
+    table: &str,
+    worker: &str,
+    tick: i64,
+    job: Duration,
+) -> Result<bool, pglock_runtime::Error> {
+    body(table, worker, tick, job).await?;
+    Ok(true)
+}
+
+/// Mode `slot`: at most one run per planned tick, whatever the clocks say.
+#[advisory_lock(key = key, timeout = 0, on_fail = skip, slot = planned)]
+async fn job_slot(
+    key: &str,
+    table: &str,
+    worker: &str,
+    tick: i64,
+    planned: SystemTime,
+    job: Duration,
+) -> Result<bool, pglock_runtime::Error> {
+    body(table, worker, tick, job).await?;
+    Ok(true)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = parse_args();
@@ -219,6 +257,11 @@ async fn main() {
         let tick = (slot / a.period_ms) as i64;
         let outcome = match a.mode {
             Mode::Lock => job_lock(&a.key, &a.table, &a.name, tick, job).await,
+            Mode::OncePer => job_once_per(&a.key, &a.table, &a.name, tick, job).await,
+            Mode::Slot => {
+                let planned = UNIX_EPOCH + Duration::from_millis(slot);
+                job_slot(&a.key, &a.table, &a.name, tick, planned, job).await
+            }
         };
         match outcome {
             Ok(true) => ran += 1,
