@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::activity::Holder;
 use crate::key::LockKey;
+use crate::rows::Holder;
 
 /// What went wrong, as a closed set callers can branch on.
 ///

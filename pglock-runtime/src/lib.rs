@@ -15,6 +15,7 @@ mod prioritize;
 mod queue;
 mod registry;
 mod returns;
+mod rows;
 mod rt;
 mod scope;
 mod sql;
@@ -27,10 +28,7 @@ pub mod __private;
 
 pub use pglock_macros::{advisory_lock, lock_timeout, prioritize};
 
-pub use activity::{
-    blocking_tree, inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter,
-    LockInfo,
-};
+pub use activity::{blocking_tree, inspect, BlockingNode, Inspector, LockFilter};
 pub use advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
 pub use connection::{connection, connection_for, Connection};
 pub use error::{Error, ErrorKind};
@@ -38,6 +36,7 @@ pub use key::{KeyHash, LockKey, ToLockKey};
 pub use prioritize::{BlockerAction, Prioritize, PrioritizeAction, Prioritized};
 pub use registry::{is_registered, register, Config, DEFAULT_ALIAS};
 pub use returns::{Raise, Skipped};
+pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
 pub use timeout::{lock_timeout, LockTimeout, MAX_LOCK_TIMEOUT};
 

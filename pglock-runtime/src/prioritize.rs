@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 
-use crate::activity::Backend;
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::exec::Exec;
 use crate::registry::{self, DEFAULT_ALIAS};
+use crate::rows::Backend;
 use crate::scope::{self, Spec};
 use crate::{rt, sql};
 
