@@ -203,7 +203,7 @@ impl Error {
     }
 
     /// Puts `context` before the message, keeping the kind.
-    pub(crate) fn reclassify_context(self, context: &str) -> Error {
+    pub(crate) fn with_context_keeping_kind(self, context: &str) -> Error {
         let kind = self.0.kind;
         self.reclassify(kind, context)
     }

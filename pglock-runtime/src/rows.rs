@@ -290,7 +290,7 @@ impl LockInfo {
 
 /// A backend waiting for a lock, and one backend it waits for.
 ///
-/// See [`Inspector::blocking`].
+/// See [`Inspector::blocking`](crate::Inspector::blocking).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BlockingPair {

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use crate::advisory::{self, Txn, Wait};
-use crate::connection::{self, scope_or_checkout, Connection};
 use crate::error::Error;
-use crate::exec::{send_now, Exec};
-use crate::heartbeat::Heartbeat;
 use crate::key::LockKey;
-use crate::prioritize::{Prioritize, Sink, Watchdog};
-use crate::timeout::{self, Applied};
+use crate::lock::advisory;
+use crate::lock::heartbeat::Heartbeat;
+use crate::lock::queue::{Releasing, Turn};
+use crate::lock::timeout::{self, Applied};
+use crate::lock::txn::{in_transaction, Txn, Wait};
+use crate::lock::watchdog::{Rules, Sink, Watchdog};
+use crate::pool::connection::Connection;
+use crate::pool::frames::{self, scope_or_checkout};
+use crate::wire::send_now::send_now;
 use crate::{rt, sql};
 
 /// What a scope does.
@@ -26,7 +29,8 @@ pub(crate) struct Spec {
     pub(crate) alias: Cow<'static, str>,
     pub(crate) lock: Option<LockSpec>,
     pub(crate) lock_timeout: Option<Option<Duration>>,
-    pub(crate) prioritize: Option<(Prioritize, Option<Sink>)>,
+    /// A watchdog's rules, and where it records its actions.
+    pub(crate) prioritize: Option<(Rules, Option<Sink>)>,
     /// Drop the body if the heartbeat finds the lock lost.
     pub(crate) cancel_on_lost: bool,
     /// Look up who holds the lock when it is busy (a second query). `on_fail =
@@ -104,7 +108,7 @@ pub(crate) struct Active {
     watchdog: Option<Watchdog>,
     heartbeat: Option<Heartbeat>,
     /// This task's turn in the in-process queue of the key (released last).
-    turn: Option<crate::queue::Turn>,
+    turn: Option<Turn>,
     finished: bool,
 }
 
@@ -158,7 +162,7 @@ impl Active {
     }
 
     async fn setup(&mut self, spec: &Spec, wait: Option<Wait>) -> Result<(), Error> {
-        let exec = Exec::pooled(&self.conn);
+        let exec = self.conn.exec();
         // A transaction-level lock opens its transaction first, so that the scope's
         // lock_timeout is transaction-local (and ends with it).
         let mut txn = Txn::Unknown;
@@ -168,7 +172,7 @@ impl Active {
         let mut begin_with_lock = false;
         if let Some(lock) = spec.lock {
             txn = if lock.xact {
-                if self.fresh || !advisory::in_transaction(exec).await? {
+                if self.fresh || !in_transaction(exec).await? {
                     if spec.effective_lock_timeout().is_none() && spec.prioritize.is_none() {
                         begin_with_lock = true;
                     } else {
@@ -187,7 +191,7 @@ impl Active {
         }
         if let Some(value) = spec.effective_lock_timeout() {
             let value = timeout::validate(value)?;
-            if exec.is_pooled() && !self.own_txn && !advisory::in_transaction(exec).await? {
+            if exec.behind_pooler() && !self.own_txn && !in_transaction(exec).await? {
                 // A session setting would stay on whichever server session ran it.
                 return Err(Error::pooler());
             }
@@ -234,7 +238,7 @@ impl Active {
             }
             self.lock = Some(lock);
             self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
-            if !lock.xact && !self.fresh && advisory::in_transaction(exec).await? {
+            if !lock.xact && !self.fresh && in_transaction(exec).await? {
                 // A session lock inside the caller's transaction: run the body in a
                 // savepoint, so that a database error in it can be rolled back and
                 // the unlock still runs.
@@ -261,7 +265,7 @@ impl Active {
 
     async fn undo_steps(&mut self, failed: bool) -> Result<(), Error> {
         self.heartbeat = None;
-        let exec = Exec::pooled(&self.conn);
+        let exec = self.conn.exec();
         let mut first: Option<Error> = None;
         // The watchdog's failure is reported, but says nothing about the session.
         let watchdog = match self.watchdog.take() {
@@ -296,7 +300,7 @@ impl Active {
                 && self.applied.is_none()
                 && self.conn.pipelined_release()
                 && !self.conn.is_exposed()
-                && !self.conn.pg().is_pooled()
+                && !self.conn.session().behind_pooler()
                 && !self.conn.is_closed()
             {
                 // Only pglock's statements ran on this session, and each
@@ -307,7 +311,7 @@ impl Active {
                 // queued for the key may go to the server at once: the server
                 // orders its lock after this unlock; no-wait tries wait for the
                 // reply (`queue::settled`).
-                let releasing = crate::queue::Releasing::start(lock.key, self.conn.pg());
+                let releasing = Releasing::start(lock.key, self.conn.session());
                 if advisory::unlock_pipelined(&self.conn, lock.key, lock.shared, releasing) {
                     self.turn = None;
                     return watchdog;
@@ -363,7 +367,7 @@ impl Drop for Active {
         // order, behind whatever is in flight. Nobody checks their replies, so the
         // connection must get the server-side return check, which closes it if any
         // of them did not take.
-        let _ = self.conn.exposed();
+        self.conn.expose();
         if self.own_txn {
             send_now(self.conn.batch_execute(sql::ROLLBACK));
         }
@@ -408,7 +412,7 @@ where
         }
     };
     let out = if active.fresh {
-        Box::pin(connection::scoped(active.conn.clone(), body)).await
+        Box::pin(frames::scoped(active.conn.clone(), body)).await
     } else {
         Box::pin(body).await
     };
@@ -439,7 +443,7 @@ where
 /// the thread's scope connection.
 pub(crate) struct SyncActive {
     active: Option<Active>,
-    frame: Option<connection::SyncFrameGuard>,
+    frame: Option<frames::SyncFrameGuard>,
     alias: Cow<'static, str>,
 }
 
@@ -449,7 +453,7 @@ impl SyncActive {
         let active = rt::block_on(Active::start(&spec))?;
         let frame = active
             .is_fresh()
-            .then(|| connection::enter_sync(active.connection().clone()));
+            .then(|| frames::enter_sync(active.connection().clone()));
         Ok(SyncActive {
             active: Some(active),
             frame,

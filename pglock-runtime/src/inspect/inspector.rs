@@ -1,48 +1,20 @@
-//! Who holds a lock: sessions from `pg_locks` joined to `pg_stat_activity`.
+//! Server-side views of locks and the sessions behind them: the `Inspector` and
+//! its filters.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
 
 use crate::error::Error;
-use crate::exec::Exec;
+use crate::inspect::tree::{blocking_tree, BlockingNode};
 use crate::key::LockKey;
+use crate::lock::holders::advisory_holders;
+use crate::pool::connection::Connection;
+use crate::pool::registry::DEFAULT_ALIAS;
 use crate::rows::{Backend, BlockingPair, Holder, LockInfo};
 use crate::sql;
-
-/// The sessions other than `client`'s holding `key`.
-pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec<Holder>, Error> {
-    let (c, o, s) = key.pg_locks_ids();
-    let rows = exec
-        .query(
-            sql::ADVISORY_HOLDERS,
-            &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2)],
-        )
-        .await?;
-    Ok(rows.iter().filter_map(Holder::from_row).collect())
-}
-
-/// The holders of `key` seen through a fresh checkout of `alias` (for errors raised
-/// before pglock had a connection of its own); empty if that fails.
-pub(crate) async fn inspect_holders(alias: &str, key: LockKey) -> Vec<Holder> {
-    inspect()
-        .using(alias.to_owned())
-        .holders(key)
-        .await
-        .unwrap_or_default()
-}
-
-/// The sessions other than `client`'s holding a lock on one of `relations`
-/// (quoted, possibly schema-qualified names).
-pub(crate) async fn relation_holders(
-    exec: Exec<'_>,
-    relations: &[String],
-) -> Result<Vec<Holder>, Error> {
-    let rows = exec
-        .query(sql::RELATION_HOLDERS, &[(&relations, Type::TEXT_ARRAY)])
-        .await?;
-    Ok(rows.iter().filter_map(Holder::from_row).collect())
-}
 
 /// Which locks to list. Every filter is optional; all given ones must match.
 ///
@@ -123,32 +95,6 @@ impl LockFilter {
     }
 }
 
-/// A node of the blocking tree: a backend and those waiting for it.
-///
-/// ```no_run
-/// # async fn f() -> Result<(), pglock_runtime::Error> {
-/// fn print(n: &pglock_runtime::BlockingNode, depth: usize) {
-///     println!("{}{} {}", "  ".repeat(depth), n.backend.pid, n.backend.query);
-///     for child in &n.blocked {
-///         print(child, depth + 1);
-///     }
-/// }
-/// for root in pglock_runtime::inspect().tree().await? {
-///     print(&root, 0);
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BlockingNode {
-    /// The backend.
-    pub backend: Backend,
-    /// The lock it waits for itself, if it is waiting.
-    pub waiting_for: Option<LockInfo>,
-    /// The backends waiting for it.
-    pub blocked: Vec<BlockingNode>,
-}
-
 /// Server-side views of locks and the sessions behind them, for one database
 /// alias: django-pglock's `PGLock` / `BlockedPGLock` and django-mysql's lock
 /// look-ups, for every lock type.
@@ -170,7 +116,7 @@ pub struct BlockingNode {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Inspector {
-    alias: std::borrow::Cow<'static, str>,
+    alias: Cow<'static, str>,
 }
 
 /// An [`Inspector`] of the `"default"` alias.
@@ -183,19 +129,19 @@ pub struct Inspector {
 /// ```
 pub fn inspect() -> Inspector {
     Inspector {
-        alias: std::borrow::Cow::Borrowed(crate::registry::DEFAULT_ALIAS),
+        alias: Cow::Borrowed(DEFAULT_ALIAS),
     }
 }
 
 impl Inspector {
     /// Inspects a registered alias instead of `"default"`.
-    pub fn using(mut self, alias: impl Into<std::borrow::Cow<'static, str>>) -> Inspector {
+    pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> Inspector {
         self.alias = alias.into();
         self
     }
 
-    async fn conn(&self) -> Result<crate::Connection, Error> {
-        crate::registry::alias(&self.alias)?.checkout().await
+    async fn conn(&self) -> Result<Connection, Error> {
+        Connection::checkout(&self.alias).await
     }
 
     /// The locks of the database matching `filter`, waiting ones first, then the
@@ -227,7 +173,7 @@ impl Inspector {
     /// Checkout and query errors.
     pub async fn holders(&self, key: LockKey) -> Result<Vec<Holder>, Error> {
         let conn = self.conn().await?;
-        advisory_holders(Exec::pooled(&conn), key).await
+        advisory_holders(conn.exec(), key).await
     }
 
     /// Whether anyone holds `key` right now. Only a snapshot: acting on it races
@@ -268,7 +214,7 @@ impl Inspector {
     ///
     /// Checkout and query errors, including permission errors.
     pub async fn cancel(&self, pids: &[i32]) -> Result<Vec<i32>, Error> {
-        self.signal(crate::sql::CANCEL, pids).await
+        self.signal(sql::CANCEL, pids).await
     }
 
     /// Terminates each backend (`pg_terminate_backend`), which releases every
@@ -278,7 +224,7 @@ impl Inspector {
     ///
     /// Checkout and query errors, including permission errors.
     pub async fn terminate(&self, pids: &[i32]) -> Result<Vec<i32>, Error> {
-        self.signal(crate::sql::TERMINATE, pids).await
+        self.signal(sql::TERMINATE, pids).await
     }
 
     async fn signal(&self, sql: &'static str, pids: &[i32]) -> Result<Vec<i32>, Error> {
@@ -286,17 +232,12 @@ impl Inspector {
             return Ok(Vec::new());
         }
         let conn = self.conn().await?;
-        let rows = Exec::pooled(&conn)
-            .query(sql, &[(&pids, Type::INT4_ARRAY)])
-            .await?;
+        let rows = conn.exec().query(sql, &[(&pids, Type::INT4_ARRAY)]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 
-pub(crate) async fn fetch_locks(
-    conn: &crate::Connection,
-    f: &LockFilter,
-) -> Result<Vec<LockInfo>, Error> {
+async fn fetch_locks(conn: &Connection, f: &LockFilter) -> Result<Vec<LockInfo>, Error> {
     let pids: Option<&Vec<i32>> = (!f.pids.is_empty()).then_some(&f.pids);
     let ids = f.key.map(LockKey::pg_locks_ids);
     let (c, o, s) = (ids.map(|i| i.0), ids.map(|i| i.1), ids.map(|i| i.2));
@@ -304,7 +245,7 @@ pub(crate) async fn fetch_locks(
     let limit = f.limit.unwrap_or(i64::MAX);
     let rows = conn
         .query(
-            crate::sql::LOCKS,
+            sql::LOCKS,
             &[
                 &pids,
                 &f.granted,
@@ -323,9 +264,10 @@ pub(crate) async fn fetch_locks(
     Ok(rows.iter().map(LockInfo::from_row).collect())
 }
 
-async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, Error> {
-    let pairs: Vec<(i32, i32)> = Exec::pooled(conn)
-        .query(crate::sql::BLOCKING_PAIRS, &[])
+async fn blocking_pairs(conn: &Connection) -> Result<Vec<BlockingPair>, Error> {
+    let pairs: Vec<(i32, i32)> = conn
+        .exec()
+        .query(sql::BLOCKING_PAIRS, &[])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -336,8 +278,9 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
     let mut pids: Vec<i32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
     pids.sort_unstable();
     pids.dedup();
-    let backends: std::collections::HashMap<i32, Backend> = Exec::pooled(conn)
-        .query(crate::sql::BACKENDS, &[(&pids, Type::INT4_ARRAY)])
+    let backends: HashMap<i32, Backend> = conn
+        .exec()
+        .query(sql::BACKENDS, &[(&pids, Type::INT4_ARRAY)])
         .await?
         .iter()
         .map(|r| {
@@ -345,7 +288,7 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
             (b.pid, b)
         })
         .collect();
-    let waits: std::collections::HashMap<i32, LockInfo> = fetch_locks(
+    let waits: HashMap<i32, LockInfo> = fetch_locks(
         conn,
         &LockFilter::new()
             .pids(pairs.iter().map(|p| p.0))
@@ -365,72 +308,4 @@ async fn blocking_pairs(conn: &crate::Connection) -> Result<Vec<BlockingPair>, E
             })
         })
         .collect())
-}
-
-/// Builds the blocking forest from blocked → blocking pairs (for instance a
-/// filtered subset of [`Inspector::blocking`]): roots are backends that block
-/// others without waiting themselves; a cycle starts from its lowest pid.
-///
-/// ```no_run
-/// # async fn f() -> Result<(), pglock_runtime::Error> {
-/// let mut pairs = pglock_runtime::inspect().blocking().await?;
-/// pairs.retain(|p| p.blocking.application_name != "backup");
-/// let tree = pglock_runtime::blocking_tree(&pairs);
-/// # Ok(()) }
-/// ```
-pub fn blocking_tree(pairs: &[BlockingPair]) -> Vec<BlockingNode> {
-    use std::collections::{BTreeMap, BTreeSet, HashMap};
-    let mut children: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
-    let mut backend: HashMap<i32, &Backend> = HashMap::new();
-    let mut waiting: HashMap<i32, &LockInfo> = HashMap::new();
-    let mut blocked: BTreeSet<i32> = BTreeSet::new();
-    for p in pairs {
-        children
-            .entry(p.blocking.pid)
-            .or_default()
-            .insert(p.blocked.pid);
-        backend.insert(p.blocking.pid, &p.blocking);
-        backend.insert(p.blocked.pid, &p.blocked);
-        if let Some(w) = &p.waiting_for {
-            waiting.insert(p.blocked.pid, w);
-        }
-        blocked.insert(p.blocked.pid);
-    }
-    fn node(
-        pid: i32,
-        children: &BTreeMap<i32, BTreeSet<i32>>,
-        backend: &HashMap<i32, &Backend>,
-        waiting: &HashMap<i32, &LockInfo>,
-        seen: &mut BTreeSet<i32>,
-    ) -> BlockingNode {
-        seen.insert(pid);
-        let mut blocked = Vec::new();
-        for &k in children.get(&pid).into_iter().flatten() {
-            // `seen` grows as subtrees are built: a node appears once, cycles end.
-            if !seen.contains(&k) {
-                blocked.push(node(k, children, backend, waiting, seen));
-            }
-        }
-        BlockingNode {
-            backend: backend[&pid].clone(),
-            waiting_for: waiting.get(&pid).map(|w| (*w).clone()),
-            blocked,
-        }
-    }
-    let mut seen = BTreeSet::new();
-    let mut roots: Vec<BlockingNode> = children
-        .keys()
-        .copied()
-        .filter(|pid| !blocked.contains(pid))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|pid| node(pid, &children, &backend, &waiting, &mut seen))
-        .collect();
-    // Cycles (deadlocks not yet detected): start from their lowest pid.
-    for pid in children.keys().copied().collect::<Vec<_>>() {
-        if !seen.contains(&pid) {
-            roots.push(node(pid, &children, &backend, &waiting, &mut seen));
-        }
-    }
-    roots
 }

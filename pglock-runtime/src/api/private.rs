@@ -6,14 +6,15 @@ use std::future::Future;
 
 use core::time::Duration;
 
+pub use crate::api::prioritize::Prioritize;
 pub use crate::key::KeyHash;
-pub use crate::prioritize::{Prioritize, PrioritizeAction};
+pub use crate::lock::watchdog::PrioritizeAction;
 
+use crate::api::on_fail::{Raise, Skipped};
 use crate::error::Error;
 use crate::key::{LockKey, ToLockKey};
-use crate::returns::{Raise, Skipped};
-
-use crate::advisory::Wait;
+use crate::lock::txn::Wait;
+use crate::pool::registry::DEFAULT_ALIAS;
 use crate::scope::{self, LockSpec, Outcome, Spec, SyncActive};
 
 /// Converts a key expression with the attribute's hash.
@@ -43,7 +44,7 @@ impl Plan {
     pub fn new(function: &'static str) -> Plan {
         Plan {
             function,
-            alias: crate::registry::DEFAULT_ALIAS,
+            alias: DEFAULT_ALIAS,
             key: None,
             shared: false,
             xact: false,
@@ -103,10 +104,11 @@ impl Plan {
         self
     }
 
-    /// `#[prioritize]`.
+    /// `#[prioritize]`. The watchdog connects through the plan's alias, whichever
+    /// of `using` and `prioritize` came first (see `spec`).
     #[inline]
     pub fn prioritize(mut self, p: Prioritize) -> Plan {
-        self.prioritize = Some(p.using(self.alias));
+        self.prioritize = Some(p);
         self
     }
 
@@ -120,7 +122,10 @@ impl Plan {
                 wait: self.wait,
             }),
             lock_timeout: self.lock_timeout,
-            prioritize: self.prioritize.clone().map(|p| (p.using(self.alias), None)),
+            prioritize: self
+                .prioritize
+                .clone()
+                .map(|p| (p.using(self.alias).into_rules(), None)),
             cancel_on_lost: self.cancel_on_lost,
             holders,
         }
