@@ -403,6 +403,54 @@ mod tests {
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 
+    /// README's list of error kinds is the enum's.
+    #[test]
+    fn readme_lists_every_kind() {
+        use ErrorKind::*;
+        let all = [
+            Busy,
+            LockTimeout,
+            Deadlock,
+            Cancelled,
+            ConnectionLost,
+            LostBeforeRelease,
+            LockLost,
+            Configuration,
+            Standby,
+            Pool,
+            Pooler,
+            Usage,
+            Database,
+        ];
+        // Exhaustive: a new kind does not compile until it is in `all`.
+        for k in all {
+            match k {
+                Busy | LockTimeout | Deadlock | Cancelled | ConnectionLost | LostBeforeRelease
+                | LockLost | Configuration | Standby | Pool | Pooler | Usage | Database => {}
+            }
+        }
+        let readme = include_str!("../../README.md");
+        let errors = readme
+            .split("\n## Errors\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has an `## Errors` section");
+        let listed = errors
+            .split("kind()` (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .expect("the section lists `kind()` (…)");
+        let listed: Vec<String> = listed
+            .split(',')
+            .map(|s| s.trim().trim_matches('`').to_owned())
+            .collect();
+        let expected: Vec<String> = all.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(
+            listed, expected,
+            "README's error kinds, in ErrorKind's order"
+        );
+    }
+
     #[test]
     fn display_names_kind_key_alias() {
         let e = Error::new(ErrorKind::Busy, "")

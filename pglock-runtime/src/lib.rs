@@ -10,19 +10,21 @@ mod key;
 mod rows;
 mod rt;
 mod sql;
-// 1-4:
-mod lock;
-mod pool;
-mod scope;
+// 1, one server session and the statements run on it:
 mod wire;
-// 5:
+// 2, aliases, pools, checked-out connections, the scope connection:
+mod pool;
+// 3, the lock primitives:
+mod lock;
+// 4, the scope executor:
+mod scope;
+// 5, the public faces and the introspection views:
 mod api;
 mod inspect;
 
 pub use api::blocking;
 
-/// Not public API: what `#[advisory_lock]`, `#[lock_timeout]` and `#[prioritize]`
-/// expand to. Anything here may change in any release.
+// Not public API: what the attributes expand to (see `api/private.rs`).
 #[doc(hidden)]
 pub use api::private as __private;
 
