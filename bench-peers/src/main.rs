@@ -33,7 +33,7 @@ async fn reconnect(alias: &str) {
     let c = pglock_runtime::connection_for(alias).await.unwrap();
     c.discard();
     drop(c);
-    while pglock_runtime::pool_status(alias).is_some_and(|(open, _)| open > 0) {
+    while pglock_runtime::pool_status(alias).is_some_and(|s| s.open > 0) {
         tokio::task::yield_now().await;
     }
 }

@@ -379,7 +379,7 @@ async fn settle(alias: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         match pglock_runtime::pool_status(alias) {
-            Some((open, idle)) if open == idle => return,
+            Some(s) if s.open == s.idle => return,
             _ => tokio::task::yield_now().await,
         }
     }

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::activity::Holder;
 use crate::key::LockKey;
+use crate::rows::Holder;
+use crate::run::PreviousRun;
 
 /// What went wrong, as a closed set callers can branch on.
 ///
@@ -61,6 +62,15 @@ pub enum ErrorKind {
     /// An operation that the lock's kind does not allow, such as releasing a
     /// transaction-level lock by hand or taking one outside a transaction.
     Usage,
+    /// A scheduled call (`once_per`, `slot`) did not run its body: its slot had
+    /// already run, here or on another instance. [`Error::previous_run`] says who
+    /// ran it and when. Not a failure of the fleet: with `on_fail = skip` it is a
+    /// skip, logged at debug level.
+    AlreadyRan,
+    /// The role lacks a privilege pglock needs (for pglock's own schema: `CREATE`
+    /// on the database); the message names the grant, or prints the SQL an
+    /// administrator can run instead.
+    Permission,
     /// Any other error reported by the server.
     Database,
 }
@@ -80,6 +90,8 @@ impl ErrorKind {
             ErrorKind::Pool => "no connection available",
             ErrorKind::Pooler => "session-level state does not work behind a transaction pooler",
             ErrorKind::Usage => "invalid use",
+            ErrorKind::AlreadyRan => "this slot already ran",
+            ErrorKind::Permission => "permission denied",
             ErrorKind::Database => "database error",
         }
     }
@@ -115,6 +127,7 @@ struct Inner {
     alias: Option<String>,
     key: Option<LockKey>,
     holders: Vec<Holder>,
+    previous_run: Option<PreviousRun>,
     waited: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -127,6 +140,7 @@ impl Error {
             alias: None,
             key: None,
             holders: Vec::new(),
+            previous_run: None,
             waited: None,
             source: None,
         }))
@@ -203,7 +217,7 @@ impl Error {
     }
 
     /// Puts `context` before the message, keeping the kind.
-    pub(crate) fn reclassify_context(self, context: &str) -> Error {
+    pub(crate) fn with_context_keeping_kind(self, context: &str) -> Error {
         let kind = self.0.kind;
         self.reclassify(kind, context)
     }
@@ -250,6 +264,31 @@ impl Error {
     /// pglock looked, or for other kinds.
     pub fn holders(&self) -> &[Holder] {
         &self.0.holders
+    }
+
+    /// For [`ErrorKind::AlreadyRan`]: the run that had the slot (its session,
+    /// host and process, when it started, how it ended so far).
+    pub fn previous_run(&self) -> Option<&PreviousRun> {
+        self.0.previous_run.as_ref()
+    }
+
+    /// The call's slot had already run ([`ErrorKind::AlreadyRan`]).
+    pub fn is_already_ran(&self) -> bool {
+        self.0.kind == ErrorKind::AlreadyRan
+    }
+
+    pub(crate) fn with_previous_run(mut self, run: PreviousRun) -> Error {
+        self.0.previous_run = Some(run);
+        self
+    }
+
+    /// The SQLSTATE of the server error behind this one, if any.
+    pub(crate) fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.0
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .and_then(tokio_postgres::Error::code)
     }
 
     /// The lock wait limit that expired, for [`ErrorKind::LockTimeout`] raised by a
@@ -401,6 +440,57 @@ mod tests {
     #[test]
     fn error_is_one_pointer() {
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    /// README's list of error kinds is the enum's.
+    #[test]
+    fn readme_lists_every_kind() {
+        use ErrorKind::*;
+        let all = [
+            Busy,
+            LockTimeout,
+            Deadlock,
+            Cancelled,
+            ConnectionLost,
+            LostBeforeRelease,
+            LockLost,
+            Configuration,
+            Standby,
+            Pool,
+            Pooler,
+            Usage,
+            AlreadyRan,
+            Permission,
+            Database,
+        ];
+        // Exhaustive: a new kind does not compile until it is in `all`.
+        for k in all {
+            match k {
+                Busy | LockTimeout | Deadlock | Cancelled | ConnectionLost | LostBeforeRelease
+                | LockLost | Configuration | Standby | Pool | Pooler | Usage | AlreadyRan
+                | Permission | Database => {}
+            }
+        }
+        let readme = include_str!("../../README.md");
+        let errors = readme
+            .split("\n## Errors\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has an `## Errors` section");
+        let listed = errors
+            .split("kind()` (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .expect("the section lists `kind()` (…)");
+        let listed: Vec<String> = listed
+            .split(',')
+            .map(|s| s.trim().trim_matches('`').to_owned())
+            .collect();
+        let expected: Vec<String> = all.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(
+            listed, expected,
+            "README's error kinds, in ErrorKind's order"
+        );
     }
 
     #[test]

@@ -2,59 +2,54 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
-mod activity;
-mod advisory;
-pub mod blocking;
-mod connection;
-mod driver;
+// Layers, lowest first; a module imports only from its own layer or below, and
+// modules of one layer form no cycle (ARCHITECTURE.md; tests/architecture.rs).
+// 0, the ground:
 mod error;
-mod exec;
-mod heartbeat;
 mod key;
-mod prioritize;
-mod queue;
-mod registry;
-mod returns;
+mod rows;
 mod rt;
-mod scope;
+mod run;
 mod slot;
 mod sql;
-mod table;
-mod timeout;
+// 1, one server session and the statements run on it:
+mod wire;
+// 2, aliases, pools, checked-out connections, the scope connection:
+mod pool;
+// 3, the lock primitives:
+mod lock;
+// 4, the scope executor:
+mod scope;
+// 5, the public faces and the introspection views:
+mod api;
+mod inspect;
 
+pub use api::blocking;
+
+// Not public API: what the attributes expand to (see `api/private.rs`).
 #[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
+pub use api::private as __private;
 
 pub use pglock_macros::{advisory_lock, lock_timeout, prioritize};
 
-pub use activity::{
-    blocking_tree, inspect, Backend, BlockingNode, BlockingPair, Holder, Inspector, LockFilter,
-    LockInfo,
-};
-pub use advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
-pub use connection::{connection, connection_for, Connection};
+pub use api::advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
+pub use api::on_fail::{Raise, Skipped};
+pub use api::prioritize::{Prioritize, Prioritized};
+pub use api::table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
+pub use api::timeout::{lock_timeout, LockTimeout};
 pub use error::{Error, ErrorKind};
+pub use inspect::inspector::{inspect, Inspector, LockFilter};
+pub use inspect::tree::{blocking_tree, BlockingNode};
 pub use key::{KeyHash, LockKey, ToLockKey};
-pub use prioritize::{BlockerAction, Prioritize, PrioritizeAction, Prioritized};
-pub use registry::{is_registered, register, Config, DEFAULT_ALIAS};
-pub use returns::{Raise, Skipped};
+pub use lock::timeout::MAX_LOCK_TIMEOUT;
+pub use lock::watchdog::{BlockerAction, PrioritizeAction};
+pub use pool::config::Config;
+pub use pool::connection::Connection;
+pub use pool::frames::{connection, connection_for};
+pub use pool::registry::{is_registered, pool_status, register, PoolStatus, DEFAULT_ALIAS};
+pub use rows::{Backend, BlockingPair, Holder, LockInfo};
+pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};
 pub use slot::{Slot, ToSlot};
-pub use table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
-pub use timeout::{lock_timeout, LockTimeout, MAX_LOCK_TIMEOUT};
-
-/// Pool statistics of an alias, for tests and monitoring: `(open, idle)`
-/// connections. `None` when the alias is not configured.
-///
-/// ```
-/// assert_eq!(pglock_runtime::pool_status("no-such-alias"), None);
-/// ```
-pub fn pool_status(alias: &str) -> Option<(usize, usize)> {
-    if !is_registered(alias) {
-        return None;
-    }
-    registry::alias(alias).ok().map(|a| a.status())
-}
 
 #[cfg(test)]
 mod send_tests {

@@ -10,14 +10,21 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use crate::advisory::{self, Txn, Wait};
-use crate::connection::{self, scope_or_checkout, Connection};
 use crate::error::Error;
-use crate::exec::{send_now, Exec};
-use crate::heartbeat::Heartbeat;
 use crate::key::LockKey;
-use crate::prioritize::{Prioritize, Sink, Watchdog};
-use crate::timeout::{self, Applied};
+use crate::lock::advisory;
+use crate::lock::heartbeat::Heartbeat;
+use crate::lock::queue::{Releasing, Turn};
+use crate::lock::schema;
+use crate::lock::slot::{self, Claim, Claimed, ClaimedRun, SlotSpec};
+use crate::lock::timeout::{self, Applied};
+use crate::lock::txn::{in_transaction, Txn, Wait};
+use crate::lock::watchdog::{Rules, Sink, Watchdog};
+use crate::pool::connection::Connection;
+use crate::pool::frames::{self, scope_or_checkout};
+use crate::run::RunOutcome;
+use crate::sql::SchemaSql;
+use crate::wire::send_now::send_now;
 use crate::{rt, sql};
 
 /// What a scope does.
@@ -26,12 +33,16 @@ pub(crate) struct Spec {
     pub(crate) alias: Cow<'static, str>,
     pub(crate) lock: Option<LockSpec>,
     pub(crate) lock_timeout: Option<Option<Duration>>,
-    pub(crate) prioritize: Option<(Prioritize, Option<Sink>)>,
+    /// A watchdog's rules, and where it records its actions.
+    pub(crate) prioritize: Option<(Rules, Option<Sink>)>,
     /// Drop the body if the heartbeat finds the lock lost.
     pub(crate) cancel_on_lost: bool,
     /// Look up who holds the lock when it is busy (a second query). `on_fail =
     /// skip` only logs them, so it asks only when that event is enabled.
     pub(crate) holders: bool,
+    /// A scheduled call: the lock statement also claims this slot, and the body
+    /// runs only if the slot had not run.
+    pub(crate) slot: Option<SlotSpec>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +62,7 @@ impl Spec {
             prioritize: None,
             cancel_on_lost: false,
             holders: true,
+            slot: None,
         }
     }
 
@@ -104,7 +116,11 @@ pub(crate) struct Active {
     watchdog: Option<Watchdog>,
     heartbeat: Option<Heartbeat>,
     /// This task's turn in the in-process queue of the key (released last).
-    turn: Option<crate::queue::Turn>,
+    turn: Option<Turn>,
+    /// The slot this call claimed: its end is recorded before the lock goes.
+    claimed: Option<ClaimedRun>,
+    /// The body panicked (the claimed run's outcome).
+    panicked: bool,
     finished: bool,
 }
 
@@ -145,6 +161,8 @@ impl Active {
             watchdog: None,
             heartbeat: None,
             turn,
+            claimed: None,
+            panicked: false,
             finished: false,
         };
         match active.setup(spec, spec_wait).await {
@@ -158,7 +176,12 @@ impl Active {
     }
 
     async fn setup(&mut self, spec: &Spec, wait: Option<Wait>) -> Result<(), Error> {
-        let exec = Exec::pooled(&self.conn);
+        let exec = self.conn.exec();
+        // pglock's schema first: installing it is a transaction of its own.
+        let statements = match (&spec.slot, spec.lock) {
+            (Some(_), Some(_)) => Some(self.schema(&spec.alias).await?),
+            _ => None,
+        };
         // A transaction-level lock opens its transaction first, so that the scope's
         // lock_timeout is transaction-local (and ends with it).
         let mut txn = Txn::Unknown;
@@ -168,7 +191,7 @@ impl Active {
         let mut begin_with_lock = false;
         if let Some(lock) = spec.lock {
             txn = if lock.xact {
-                if self.fresh || !advisory::in_transaction(exec).await? {
+                if self.fresh || !in_transaction(exec).await? {
                     if spec.effective_lock_timeout().is_none() && spec.prioritize.is_none() {
                         begin_with_lock = true;
                     } else {
@@ -187,7 +210,7 @@ impl Active {
         }
         if let Some(value) = spec.effective_lock_timeout() {
             let value = timeout::validate(value)?;
-            if exec.is_pooled() && !self.own_txn && !advisory::in_transaction(exec).await? {
+            if exec.behind_pooler() && !self.own_txn && !in_transaction(exec).await? {
                 // A session setting would stay on whichever server session ran it.
                 return Err(Error::pooler());
             }
@@ -199,15 +222,36 @@ impl Active {
         }
         if let Some(lock) = spec.lock {
             let cancel = self.fresh.then_some(&self.conn);
-            let take = Box::pin(advisory::lock(
-                exec,
-                lock.key,
-                lock.shared,
-                lock.xact,
-                wait.unwrap_or(lock.wait),
-                txn,
-                cancel,
-            ));
+            let claim = spec
+                .slot
+                .as_ref()
+                .zip(statements)
+                .map(|(slot, statements)| Claim::new(statements, slot, lock.key));
+            // A transaction-level run keeps its claim when its body fails: the body
+            // runs in a savepoint, sent right behind the lock statement.
+            let savepoint = claim.is_some() && lock.xact;
+            let take = Box::pin(async {
+                let take = advisory::lock(
+                    exec,
+                    lock.key,
+                    lock.shared,
+                    lock.xact,
+                    wait.unwrap_or(lock.wait),
+                    txn,
+                    cancel,
+                    claim.as_ref(),
+                );
+                if savepoint {
+                    // Polled in order: the lock statement goes first. On a lock
+                    // that failed, the savepoint goes with the transaction.
+                    let (taken, saved) =
+                        futures_util::future::join(take, exec.batch(sql::BODY_SAVEPOINT)).await;
+                    self.body_savepoint = saved.is_ok();
+                    taken
+                } else {
+                    take.await
+                }
+            });
             let taken = if begin_with_lock {
                 match advisory::begin_with(exec, take).await {
                     Ok(taken) => taken,
@@ -219,7 +263,9 @@ impl Active {
             } else {
                 take.await
             };
-            if let Err(e) = taken.map_err(|e| lock.wait.report(e)) {
+            let claimed = match taken.map_err(|e| lock.wait.report(e)) {
+                Ok(claimed) => claimed,
+                Err(e) => {
                 if self.own_txn {
                     // Roll back first: the holders query needs a usable session.
                     self.own_txn = false;
@@ -231,10 +277,21 @@ impl Active {
                 } else {
                     e.with_key(lock.key)
                 });
-            }
+                }
+            };
             self.lock = Some(lock);
+            match claimed {
+                Some(Claimed::Run(run)) => self.claimed = Some(run),
+                // Held, but the slot is taken: the undo of the failed setup
+                // releases the lock.
+                Some(Claimed::AlreadyRan(previous)) => {
+                    let job = spec.slot.as_ref().map_or("", |s| &s.job);
+                    return Err(slot::already_ran(previous, job).with_key(lock.key));
+                }
+                None => {}
+            }
             self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
-            if !lock.xact && !self.fresh && advisory::in_transaction(exec).await? {
+            if !lock.xact && !self.fresh && in_transaction(exec).await? {
                 // A session lock inside the caller's transaction: run the body in a
                 // savepoint, so that a database error in it can be rolled back and
                 // the unlock still runs.
@@ -243,6 +300,23 @@ impl Active {
             }
         }
         Ok(())
+    }
+
+    /// pglock's schema on the alias (installed if this process has not seen it
+    /// yet): on the scope connection, or, when that is inside a caller's
+    /// transaction (which the install would commit), on a connection of its own.
+    async fn schema(&self, alias: &str) -> Result<&'static SchemaSql, Error> {
+        let config = self.conn.config();
+        let (name, role) = (config.schema_name(), config.pg_config().get_user());
+        if let Some(ready) = schema::known(alias) {
+            return Ok(ready);
+        }
+        if self.fresh || !in_transaction(self.conn.exec()).await? {
+            schema::ready(alias, name, role, self.conn.exec()).await
+        } else {
+            let own = Connection::checkout(alias).await?;
+            schema::ready(alias, name, role, own.exec()).await
+        }
     }
 
     /// Undoes the scope in reverse order: end pglock's transaction (commit unless
@@ -261,20 +335,15 @@ impl Active {
 
     async fn undo_steps(&mut self, failed: bool) -> Result<(), Error> {
         self.heartbeat = None;
-        let exec = Exec::pooled(&self.conn);
+        let exec = self.conn.exec();
         let mut first: Option<Error> = None;
         // The watchdog's failure is reported, but says nothing about the session.
         let watchdog = match self.watchdog.take() {
             Some(w) => w.stop().await,
             None => Ok(()),
         };
-        if self.own_txn {
-            self.own_txn = false;
-            let end = if failed { sql::ROLLBACK } else { sql::COMMIT };
-            if let Err(e) = exec.batch(end).await {
-                first.get_or_insert(e);
-            }
-        }
+        // Innermost first: the body's savepoint, the record of the run, then the
+        // transaction around them.
         if self.body_savepoint {
             self.body_savepoint = false;
             let end = if failed {
@@ -289,6 +358,38 @@ impl Active {
                 }
             }
         }
+        // A claimed run keeps its record whatever the body did: its transaction
+        // is committed (the body's work was rolled back to its savepoint).
+        let keep_claim = self.claimed.is_some();
+        if let (Some(run), Some(lock)) = (self.claimed.take(), self.lock) {
+            let outcome = match (failed, self.panicked) {
+                (false, _) => RunOutcome::Succeeded,
+                (true, false) => RunOutcome::Failed,
+                (true, true) => RunOutcome::Panicked,
+            };
+            let mut r = run.finish(exec, lock.key, outcome).await;
+            if !self.own_txn && self.fresh && r.as_ref().is_err_and(timeout::is_aborted) {
+                // The body left a transaction of its own failed on the session.
+                exec.batch(sql::ROLLBACK).await.ok();
+                r = run.finish(exec, lock.key, outcome).await;
+            }
+            if let Err(e) = r {
+                tracing::error!(target: "pglock", key = %lock.key, error = %e,
+                    "could not record the end of a scheduled run: it stays `started`");
+                first.get_or_insert(e);
+            }
+        }
+        if self.own_txn {
+            self.own_txn = false;
+            let end = if failed && !keep_claim {
+                sql::ROLLBACK
+            } else {
+                sql::COMMIT
+            };
+            if let Err(e) = exec.batch(end).await {
+                first.get_or_insert(e);
+            }
+        }
         if let Some(lock) = self.lock.take() {
             if !lock.xact
                 && self.fresh
@@ -296,7 +397,7 @@ impl Active {
                 && self.applied.is_none()
                 && self.conn.pipelined_release()
                 && !self.conn.is_exposed()
-                && !self.conn.pg().is_pooled()
+                && !self.conn.session().behind_pooler()
                 && !self.conn.is_closed()
             {
                 // Only pglock's statements ran on this session, and each
@@ -307,7 +408,7 @@ impl Active {
                 // queued for the key may go to the server at once: the server
                 // orders its lock after this unlock; no-wait tries wait for the
                 // reply (`queue::settled`).
-                let releasing = crate::queue::Releasing::start(lock.key, self.conn.pg());
+                let releasing = Releasing::start(lock.key, self.conn.session());
                 if advisory::unlock_pipelined(&self.conn, lock.key, lock.shared, releasing) {
                     self.turn = None;
                     return watchdog;
@@ -363,7 +464,7 @@ impl Drop for Active {
         // order, behind whatever is in flight. Nobody checks their replies, so the
         // connection must get the server-side return check, which closes it if any
         // of them did not take.
-        let _ = self.conn.exposed();
+        self.conn.expose();
         if self.own_txn {
             send_now(self.conn.batch_execute(sql::ROLLBACK));
         }
@@ -408,7 +509,7 @@ where
         }
     };
     let out = if active.fresh {
-        Box::pin(connection::scoped(active.conn.clone(), body)).await
+        Box::pin(frames::scoped(active.conn.clone(), body)).await
     } else {
         Box::pin(body).await
     };
@@ -422,7 +523,10 @@ where
     };
     let failed = match &out {
         Ok(r) => is_failure(r),
-        Err(_) => true,
+        Err(_) => {
+            active.panicked = true;
+            true
+        }
     };
     let undone = Box::pin(active.undo(failed)).await;
     match out {
@@ -439,7 +543,7 @@ where
 /// the thread's scope connection.
 pub(crate) struct SyncActive {
     active: Option<Active>,
-    frame: Option<connection::SyncFrameGuard>,
+    frame: Option<frames::SyncFrameGuard>,
     alias: Cow<'static, str>,
 }
 
@@ -449,7 +553,7 @@ impl SyncActive {
         let active = rt::block_on(Active::start(&spec))?;
         let frame = active
             .is_fresh()
-            .then(|| connection::enter_sync(active.connection().clone()));
+            .then(|| frames::enter_sync(active.connection().clone()));
         Ok(SyncActive {
             active: Some(active),
             frame,
@@ -470,6 +574,7 @@ impl Drop for SyncActive {
         // (roll back), blocking, so the lock is gone when the function has returned.
         self.frame.take();
         if let Some(mut active) = self.active.take() {
+            active.panicked = std::thread::panicking();
             let r = rt::block_on(active.undo(true));
             if let Err(e) = r {
                 tracing::error!(target: "pglock", error = %e, "undoing a pglock scope failed");

@@ -22,7 +22,7 @@ pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
 
 /// [`RETURN_CHECK`] behind a transaction pooler, where only the transaction state
 /// belongs to this client.
-pub(crate) const RETURN_CHECK_POOLED: &str = "SELECT now() = statement_timestamp()";
+pub(crate) const RETURN_CHECK_BEHIND_POOLER: &str = "SELECT now() = statement_timestamp()";
 
 pub(crate) const BEGIN: &str = "BEGIN";
 pub(crate) const COMMIT: &str = "COMMIT";

@@ -6,15 +6,24 @@ use std::future::Future;
 
 use core::time::Duration;
 
+pub use crate::api::prioritize::Prioritize;
 pub use crate::key::KeyHash;
-pub use crate::prioritize::{Prioritize, PrioritizeAction};
+pub use crate::lock::watchdog::PrioritizeAction;
 
+use crate::api::on_fail::{Raise, Skipped};
 use crate::error::Error;
 use crate::key::{LockKey, ToLockKey};
-use crate::returns::{Raise, Skipped};
-
-use crate::advisory::Wait;
+use crate::lock::slot::SlotSpec;
+use crate::lock::txn::Wait;
+use crate::pool::registry::DEFAULT_ALIAS;
 use crate::scope::{self, LockSpec, Outcome, Spec, SyncActive};
+use crate::slot::{Slot, ToSlot};
+
+/// Converts a `slot = …` expression.
+#[inline]
+pub fn slot<S: ToSlot + ?Sized>(s: &S) -> Slot {
+    s.to_slot()
+}
 
 /// Converts a key expression with the attribute's hash.
 #[inline]
@@ -35,6 +44,8 @@ pub struct Plan {
     lock_timeout: Option<Option<Duration>>,
     prioritize: Option<Prioritize>,
     cancel_on_lost: bool,
+    slot: Option<Slot>,
+    retry: bool,
 }
 
 impl Plan {
@@ -43,7 +54,7 @@ impl Plan {
     pub fn new(function: &'static str) -> Plan {
         Plan {
             function,
-            alias: crate::registry::DEFAULT_ALIAS,
+            alias: DEFAULT_ALIAS,
             key: None,
             shared: false,
             xact: false,
@@ -51,6 +62,8 @@ impl Plan {
             lock_timeout: None,
             prioritize: None,
             cancel_on_lost: false,
+            slot: None,
+            retry: false,
         }
     }
 
@@ -103,10 +116,32 @@ impl Plan {
         self
     }
 
-    /// `#[prioritize]`.
+    /// `once_per = …`: slots of this length on the database's clock.
+    #[inline]
+    pub fn once_per(mut self, length: Duration) -> Plan {
+        self.slot = Some(Slot::every(length));
+        self
+    }
+
+    /// `slot = …`, converted by [`slot`].
+    #[inline]
+    pub fn slot(mut self, slot: Slot) -> Plan {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// `retry`: a failed run leaves its slot open.
+    #[inline]
+    pub fn retry(mut self) -> Plan {
+        self.retry = true;
+        self
+    }
+
+    /// `#[prioritize]`. The watchdog connects through the plan's alias, whichever
+    /// of `using` and `prioritize` came first (see `spec`).
     #[inline]
     pub fn prioritize(mut self, p: Prioritize) -> Plan {
-        self.prioritize = Some(p.using(self.alias));
+        self.prioritize = Some(p);
         self
     }
 
@@ -120,9 +155,17 @@ impl Plan {
                 wait: self.wait,
             }),
             lock_timeout: self.lock_timeout,
-            prioritize: self.prioritize.clone().map(|p| (p.using(self.alias), None)),
+            prioritize: self
+                .prioritize
+                .clone()
+                .map(|p| (p.using(self.alias).into_rules(), None)),
             cancel_on_lost: self.cancel_on_lost,
             holders,
+            slot: self.slot.clone().map(|slot| SlotSpec {
+                job: Cow::Borrowed(self.function),
+                slot,
+                retry: self.retry,
+            }),
         }
     }
 
@@ -132,6 +175,11 @@ impl Plan {
         if e.is_not_acquired() {
             tracing::debug!(target: "pglock", function = self.function, key = key.as_deref(),
                 holders = ?holders, kind = ?e.kind(), "skipped: the lock is held elsewhere");
+        } else if let Some(run) = e.previous_run() {
+            tracing::debug!(target: "pglock", function = self.function, key = key.as_deref(),
+                slot = %run.slot, ran_by = %run.application_name, host = %run.host,
+                pid = run.client_pid, started_at = ?run.started_at, outcome = %run.outcome,
+                "skipped: this slot already ran");
         } else {
             tracing::warn!(target: "pglock", function = self.function, key = key.as_deref(),
                 error = %e, "skipped: could not acquire the lock");

@@ -1,65 +1,63 @@
-//! Running pglock's statements on a pooled connection (prepared once per
-//! connection) or on a caller's client (one round trip with typed parameters).
-
-use std::future::Future;
-use std::pin::pin;
-use std::task::Context;
+//! Running pglock's statements on one of its own sessions (prepared once per
+//! session) or on a caller's client (one round trip with typed parameters), and
+//! binding lock keys as parameters.
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, SimpleQueryRow};
 
-use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
-use crate::registry::PgConn;
+use crate::wire::session::Session;
 
 /// Where statements run.
 #[derive(Clone, Copy)]
 pub(crate) struct Exec<'a> {
     pub(crate) client: &'a Client,
-    pg: Option<&'a PgConn>,
+    session: Option<&'a Session>,
 }
 
+/// A bind parameter and its type.
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 impl<'a> Exec<'a> {
-    pub(crate) fn pooled(conn: &'a Connection) -> Exec<'a> {
-        Exec::on(conn.pg())
-    }
-
-    /// On a pooled session, beyond its checkout (a pipelined release's check).
-    pub(crate) fn on(pg: &'a PgConn) -> Exec<'a> {
+    /// On one of pglock's sessions: a checkout (`Connection::exec`), or a
+    /// session beyond its checkout (a pipelined release's check).
+    pub(crate) fn on(session: &'a Session) -> Exec<'a> {
         Exec {
-            client: &pg.client,
-            pg: Some(pg),
+            client: &session.client,
+            session: Some(session),
         }
     }
 
-    /// pglock's record of a pooled connection; `None` on a caller's client.
-    pub(crate) fn pg(&self) -> Option<&'a PgConn> {
-        self.pg
+    /// On a caller's client, of which pglock knows nothing.
+    pub(crate) fn borrowed(client: &'a Client) -> Exec<'a> {
+        Exec {
+            client,
+            session: None,
+        }
+    }
+
+    /// pglock's record of the session; `None` on a caller's client.
+    pub(crate) fn session(&self) -> Option<&'a Session> {
+        self.session
     }
 
     /// The server session the connection was opened on, when pglock knows it and
     /// it is stable (not behind a transaction pooler).
     pub(crate) fn session_pid(&self) -> Option<i32> {
-        self.pg.filter(|pg| !pg.is_pooled()).map(|pg| pg.pid)
+        self.session.filter(|s| !s.behind_pooler()).map(|s| s.pid)
     }
 
     /// Whether the connection goes through a transaction pooler.
-    pub(crate) fn is_pooled(&self) -> bool {
-        self.pg.is_some_and(PgConn::is_pooled)
+    pub(crate) fn behind_pooler(&self) -> bool {
+        self.session.is_some_and(Session::behind_pooler)
     }
 
     /// Records that the connection goes through a transaction pooler.
-    pub(crate) fn mark_pooled(&self) {
-        if let Some(pg) = self.pg {
-            pg.mark_pooled();
+    pub(crate) fn mark_behind_pooler(&self) {
+        if let Some(s) = self.session {
+            s.mark_behind_pooler();
         }
-    }
-
-    pub(crate) fn borrowed(client: &'a Client) -> Exec<'a> {
-        Exec { client, pg: None }
     }
 
     pub(crate) async fn query(
@@ -67,9 +65,9 @@ impl<'a> Exec<'a> {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, Error> {
-        match self.pg {
-            Some(pg) if !pg.is_pooled() => {
-                let stmt = pg.statement(sql).await?;
+        match self.session {
+            Some(session) if !session.behind_pooler() => {
+                let stmt = session.statement(sql).await?;
                 let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
                 self.client.query(&stmt, &values).await.map_err(|e| {
                     if e.code()
@@ -77,7 +75,7 @@ impl<'a> Exec<'a> {
                     {
                         // pglock's own prepared statement is gone: the statement ran
                         // on another server session than the one it was prepared on.
-                        pg.mark_pooled();
+                        session.mark_behind_pooler();
                         return Error::pooler().with_source(e);
                     }
                     Error::from_pg(e)
@@ -96,12 +94,7 @@ impl<'a> Exec<'a> {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| {
-                Error::new(
-                    crate::ErrorKind::Database,
-                    format!("no row returned by `{sql}`"),
-                )
-            })
+            .ok_or_else(|| Error::new(ErrorKind::Database, format!("no row returned by `{sql}`")))
     }
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), Error> {
@@ -165,12 +158,10 @@ impl KeyParams {
     }
 }
 
-/// Puts the request of a tokio-postgres future on the wire now, without waiting for
-/// its response. tokio-postgres sends a simple query during the first poll and
-/// discards responses nobody waits for, so the statement still runs, in order with
-/// everything else sent on that connection. For backstops in `Drop`.
-pub(crate) fn send_now<F: Future>(fut: F) {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-    let _ = fut.as_mut().poll(&mut cx);
+/// The first row of a simple-query response (values as text), if any.
+pub(crate) fn first_row(messages: &[SimpleQueryMessage]) -> Option<&SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })
 }

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 
 use crate::error::{Error, ErrorKind};
-use crate::exec::Exec;
+use crate::wire::exec::Exec;
 use crate::sql::{self, SchemaSql};
 
 /// Per alias: the statements of its schema, once the schema is known to be at
@@ -35,6 +35,12 @@ pub(crate) fn statements(name: &str) -> &'static SchemaSql {
         .unwrap_or_else(|e| e.into_inner());
     map.entry(name.to_owned())
         .or_insert_with(|| Box::leak(Box::new(SchemaSql::new(name))))
+}
+
+/// The statements of the alias's schema, when this process already found it
+/// ready (no round trip).
+pub(crate) fn known(alias: &str) -> Option<&'static SchemaSql> {
+    ready_cell(alias).get().copied()
 }
 
 /// The statements of the alias's schema `name`, installing or migrating it on
@@ -132,11 +138,8 @@ async fn migrate(
 /// A failed install, with the SQL an administrator can run instead when the
 /// role may not create the schema.
 fn schema_error(e: Error, name: &str, role: Option<&str>) -> Error {
-    let denied = e
-        .source_code()
-        .is_some_and(|c| c == &SqlState::INSUFFICIENT_PRIVILEGE);
-    if !denied {
-        return e.reclassify_keeping_kind(&format!("could not install pglock's schema `{name}`"));
+    if e.sqlstate() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return e.with_context_keeping_kind(&format!("could not install pglock's schema `{name}`"));
     }
     Error::new(
         ErrorKind::Permission,
@@ -147,5 +150,5 @@ fn schema_error(e: Error, name: &str, role: Option<&str>) -> Error {
             sql::schema_script(name, role)
         ),
     )
-    .with_source_error(e)
+    .with_source_of(e)
 }

@@ -1,20 +1,19 @@
-//! `prioritize`: a watchdog that cancels or terminates the sessions blocking a
-//! protected piece of work, with guard rails.
+//! The prioritize watchdog: while protected work runs, a task on a separate
+//! connection of the same alias finds the sessions blocking the work's session
+//! and cancels or terminates them, within its rules.
 
 use std::borrow::Cow;
-use std::future::Future;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 
-use crate::activity::Backend;
-use crate::connection::Connection;
-use crate::error::Error;
-use crate::exec::Exec;
-use crate::registry::{self, DEFAULT_ALIAS};
-use crate::scope::{self, Spec};
+use crate::error::{Error, ErrorKind};
+use crate::pool::connection::Connection;
+use crate::rows::Backend;
+use crate::wire::session::own_pids;
 use crate::{rt, sql};
 
 /// What the watchdog does to a blocker.
@@ -78,216 +77,31 @@ pub struct BlockerAction {
     pub at: SystemTime,
 }
 
-/// Keeps a piece of work from waiting behind other sessions: while it runs, a
-/// watchdog on a separate connection of the same alias looks, every `interval`,
-/// for the sessions blocking the work's connection (`pg_blocking_pids`: relation
-/// locks, advisory locks, row locks, …) and terminates or cancels them.
-///
-/// Guard rails: never a session of this process, never a non-client backend
-/// (autovacuum, WAL senders), only direct blockers unless
-/// [`indirect`](Prioritize::indirect), optional minimum blocker age, allow and deny
-/// lists by `application_name` and user, a cap per tick, and a dry run. Every
-/// action is a `tracing` event (target `pglock::prioritize`) and is returned by
-/// [`run`](Prioritize::run). A watchdog failure (for instance, permission denied)
-/// is reported when the work ends.
-///
-/// ```no_run
-/// # async fn f() -> Result<(), pglock_runtime::Error> {
-/// use std::time::Duration;
-/// use pglock_runtime::Prioritize;
-///
-/// let done = Prioritize::new()
-///     .interval(Duration::from_secs(1))
-///     .min_blocker_age(Duration::from_secs(5))
-///     .max_kills(3)
-///     .run(async {
-///         let db = pglock_runtime::connection().await?;
-///         db.batch_execute("ALTER TABLE big ADD COLUMN c int").await?;
-///         Ok::<_, pglock_runtime::Error>(())
-///     })
-///     .await?;
-/// done.output?;
-/// for a in &done.actions {
-///     println!("terminated pid {} ({})", a.backend.pid, a.backend.query);
-/// }
-/// # Ok(()) }
-/// ```
+/// What a watchdog looks for and what it spares: the state of the public
+/// `Prioritize` builder, which documents each setting.
 #[derive(Debug, Clone)]
-#[must_use = "a Prioritize does nothing until `run` is called"]
-pub struct Prioritize {
+pub(crate) struct Rules {
     pub(crate) interval: Duration,
     pub(crate) periodic: bool,
     pub(crate) action: PrioritizeAction,
     pub(crate) min_blocker_age: Option<Duration>,
     pub(crate) max_kills: Option<u32>,
     pub(crate) dry_run: bool,
+    /// Not the watchdog's: the `lock_timeout` of the protected scope when it has
+    /// none of its own.
     pub(crate) timeout: Option<Duration>,
     pub(crate) indirect: bool,
     pub(crate) allow_application_names: Vec<String>,
     pub(crate) deny_application_names: Vec<String>,
     pub(crate) allow_users: Vec<String>,
     pub(crate) deny_users: Vec<String>,
+    /// The alias the watchdog connects through (the protected work's).
     pub(crate) alias: Cow<'static, str>,
 }
 
-impl Default for Prioritize {
-    fn default() -> Self {
-        Prioritize::new()
-    }
-}
-
-/// The output of the protected work and what the watchdog did meanwhile; see
-/// [`Prioritize::run`] for an example.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Prioritized<T> {
-    /// What the work returned.
-    pub output: T,
-    /// Every action the watchdog took, in order.
-    pub actions: Vec<BlockerAction>,
-}
-
-impl Prioritize {
-    /// Every second, periodically, terminate direct blockers of any age, on the
-    /// `"default"` alias.
-    pub fn new() -> Prioritize {
-        Prioritize {
-            interval: Duration::from_secs(1),
-            periodic: true,
-            action: PrioritizeAction::Terminate,
-            min_blocker_age: None,
-            max_kills: None,
-            dry_run: false,
-            timeout: None,
-            indirect: false,
-            allow_application_names: Vec::new(),
-            deny_application_names: Vec::new(),
-            allow_users: Vec::new(),
-            deny_users: Vec::new(),
-            alias: Cow::Borrowed(DEFAULT_ALIAS),
-        }
-    }
-
-    /// How often the watchdog looks (default 1 s; at least 10 ms).
-    pub fn interval(mut self, d: Duration) -> Prioritize {
-        self.interval = d.max(Duration::from_millis(10));
-        self
-    }
-
-    /// `false`: act once, one interval after the start, then stop watching.
-    pub fn periodic(mut self, periodic: bool) -> Prioritize {
-        self.periodic = periodic;
-        self
-    }
-
-    /// Terminate (default) or cancel blockers.
-    pub fn action(mut self, action: PrioritizeAction) -> Prioritize {
-        self.action = action;
-        self
-    }
-
-    /// Spare blockers whose transaction (or, outside one, current state) is younger
-    /// than `d`.
-    pub fn min_blocker_age(mut self, d: Duration) -> Prioritize {
-        self.min_blocker_age = Some(d);
-        self
-    }
-
-    /// Signal at most `n` blockers per tick (the oldest first).
-    pub fn max_kills(mut self, n: u32) -> Prioritize {
-        self.max_kills = Some(n);
-        self
-    }
-
-    /// Report what would be done, signal nobody.
-    pub fn dry_run(mut self, dry_run: bool) -> Prioritize {
-        self.dry_run = dry_run;
-        self
-    }
-
-    /// A `lock_timeout` for the protected work (used when no `lock_timeout` scope
-    /// is given): a timeout shorter than the interval fails the work before the
-    /// watchdog acts.
-    pub fn timeout(mut self, t: Option<Duration>) -> Prioritize {
-        self.timeout = t;
-        self
-    }
-
-    /// Also signal the blockers of the blockers (default: direct blockers only).
-    pub fn indirect(mut self, indirect: bool) -> Prioritize {
-        self.indirect = indirect;
-        self
-    }
-
-    /// Only signal sessions with one of these `application_name`s.
-    pub fn allow_application_names<I, S>(mut self, names: I) -> Prioritize
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.allow_application_names = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Never signal sessions with one of these `application_name`s.
-    pub fn deny_application_names<I, S>(mut self, names: I) -> Prioritize
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.deny_application_names = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Only signal sessions of these roles.
-    pub fn allow_users<I, S>(mut self, users: I) -> Prioritize
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.allow_users = users.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Never signal sessions of these roles.
-    pub fn deny_users<I, S>(mut self, users: I) -> Prioritize
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.deny_users = users.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Protect work on a registered alias instead of `"default"`; the watchdog
-    /// connects through the same alias.
-    pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> Prioritize {
-        self.alias = alias.into();
-        self
-    }
-
-    /// Runs `fut` on the scope connection of the alias with the watchdog
-    /// protecting that connection.
-    ///
-    /// # Errors
-    ///
-    /// Checkout errors; the watchdog's own failure (reported after `fut` has
-    /// finished); errors restoring the `timeout`'s `lock_timeout`. The future's own
-    /// output is in [`Prioritized::output`].
-    pub async fn run<F: Future>(&self, fut: F) -> Result<Prioritized<F::Output>, Error> {
-        let sink = Sink::default();
-        let mut spec = Spec::new(self.alias.clone());
-        spec.prioritize = Some((self.clone(), Some(sink.clone())));
-        let output = Box::pin(scope::run(spec, fut, |_| false))
-            .await
-            .into_result()?;
-        Ok(Prioritized {
-            output,
-            actions: sink.take(),
-        })
-    }
-
-    fn spares(&self, b: &Backend, own: &std::collections::HashSet<i32>) -> Option<&'static str> {
+impl Rules {
+    /// Why `b` is spared, if it is.
+    fn spares(&self, b: &Backend, own: &HashSet<i32>) -> Option<&'static str> {
         if !b.is_client() {
             return Some("not a client backend");
         }
@@ -326,7 +140,8 @@ impl Sink {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(a);
     }
 
-    fn take(&self) -> Vec<BlockerAction> {
+    /// The actions recorded so far, in order.
+    pub(crate) fn take(&self) -> Vec<BlockerAction> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -339,7 +154,7 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     /// Starts watching the session of `protected`.
-    pub(crate) fn start(p: Prioritize, sink: Option<Sink>, protected: &Connection) -> Watchdog {
+    pub(crate) fn start(p: Rules, sink: Option<Sink>, protected: &Connection) -> Watchdog {
         let (stop, mut stopped) = oneshot::channel();
         let pid = protected.backend_pid();
         let task = rt::spawn(async move {
@@ -350,7 +165,7 @@ impl Watchdog {
                     () = tokio::time::sleep(p.interval) => {}
                 }
                 if conn.is_none() {
-                    conn = Some(registry::alias(&p.alias)?.checkout().await?);
+                    conn = Some(Connection::checkout(&p.alias).await?);
                 }
                 // A tick in flight is finished even if stop comes meanwhile: the
                 // blocker it signals is what lets the work finish, and its action
@@ -382,7 +197,7 @@ impl Watchdog {
         match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(Error::new(
-                crate::ErrorKind::Database,
+                ErrorKind::Database,
                 format!("the prioritize watchdog failed: {e}"),
             )),
         }
@@ -396,20 +211,22 @@ impl Drop for Watchdog {
     }
 }
 
+/// One look for blockers of `protected`, and what the rules say to do to them.
 async fn tick(
-    p: &Prioritize,
+    p: &Rules,
     sink: Option<&Sink>,
     conn: &Connection,
     protected: i32,
 ) -> Result<(), Error> {
-    let rows = Exec::pooled(conn)
+    let rows = conn
+        .exec()
         .query(
             sql::BLOCKERS,
             &[(&protected, Type::INT4), (&p.indirect, Type::BOOL)],
         )
         .await
-        .map_err(|e| e.reclassify_context("prioritize watchdog: listing blockers"))?;
-    let own = registry::own_pids();
+        .map_err(|e| e.with_context_keeping_kind("prioritize watchdog: listing blockers"))?;
+    let own = own_pids();
     let mut targets: Vec<Backend> = Vec::new();
     for row in &rows {
         let b = Backend::from_row(row);
@@ -431,10 +248,10 @@ async fn tick(
         Vec::new()
     } else {
         let pids: Vec<i32> = targets.iter().map(|b| b.pid).collect();
-        Exec::pooled(conn)
+        conn.exec()
             .query(p.action.sql(), &[(&pids, Type::INT4_ARRAY)])
             .await
-            .map_err(|e| e.reclassify_context("prioritize watchdog: signalling blockers"))?
+            .map_err(|e| e.with_context_keeping_kind("prioritize watchdog: signalling blockers"))?
             .iter()
             .map(|r| r.get(0))
             .collect()

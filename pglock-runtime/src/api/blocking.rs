@@ -21,13 +21,14 @@ use std::fmt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, SimpleQueryMessage};
 
-use crate::advisory::{AdvisoryGuard, AdvisoryLock};
-use crate::connection::Connection;
-use crate::error::Error;
+use crate::api::advisory::{AdvisoryGuard, AdvisoryLock};
+use crate::api::table::{TableGuard, TableLock};
+use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
+use crate::pool::connection::Connection;
+use crate::pool::frames;
 use crate::rt::block_on;
 use crate::scope::SyncActive;
-use crate::table::{TableGuard, TableLock};
 
 impl AdvisoryLock {
     /// The blocking form of [`acquire`](AdvisoryLock::acquire). Inside a sync scope
@@ -224,7 +225,7 @@ impl Drop for BlockingTableGuard {
     fn drop(&mut self) {
         if let Some(g) = self.inner.take() {
             if let Err(e) = block_on(g.rollback()) {
-                if e.kind() != crate::ErrorKind::Usage {
+                if e.kind() != ErrorKind::Usage {
                     tracing::warn!(target: "pglock", error = %e, "rolling back a dropped table guard failed");
                 }
             }
@@ -240,7 +241,7 @@ impl Drop for BlockingTableGuard {
 ///
 /// As [`crate::connection()`].
 pub fn connection() -> Result<BlockingConnection, Error> {
-    block_on(crate::connection()).map(|conn| BlockingConnection { conn })
+    block_on(frames::connection()).map(|conn| BlockingConnection { conn })
 }
 
 /// Like [`connection`], for a registered alias.
@@ -249,7 +250,7 @@ pub fn connection() -> Result<BlockingConnection, Error> {
 ///
 /// As [`crate::connection()`].
 pub fn connection_for(alias: &str) -> Result<BlockingConnection, Error> {
-    block_on(crate::connection_for(alias)).map(|conn| BlockingConnection { conn })
+    block_on(frames::connection_for(alias)).map(|conn| BlockingConnection { conn })
 }
 
 /// A pooled connection with blocking methods. Returned to its pool (after the same

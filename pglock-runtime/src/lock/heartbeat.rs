@@ -1,23 +1,23 @@
 //! Lock-loss detection: while a lock is held on a pooled connection, pglock checks
 //! every interval, on that session, that it still holds the lock.
 //!
-//! Each alias has one board of held locks and one ticker task on pglock's runtime
-//! that looks at the board a few times per interval and checks the locks that are
+//! Each alias has one board of held locks (kept here, by alias name: the pool
+//! knows nothing of heartbeats) and one ticker task on pglock's runtime that
+//! looks at the board a few times per interval and checks the locks that are
 //! due. Taking a lock only puts an entry on the board and releasing it takes the
 //! entry off: no task, no timer and no thread hop per lock, so locks held for less
 //! than an interval cost (almost) nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::advisory::holds;
-use crate::connection::Connection;
 use crate::error::{Error, ErrorKind};
-use crate::exec::Exec;
 use crate::key::LockKey;
+use crate::lock::advisory::holds;
+use crate::pool::connection::Connection;
 use crate::rt;
 
 /// Why a lock was found lost, once it was.
@@ -33,7 +33,7 @@ struct Entry {
 }
 
 /// The locks held on one alias's connections, and how often to check them.
-pub(crate) struct Board {
+struct Board {
     every: Duration,
     state: Mutex<State>,
     ticker: OnceLock<()>,
@@ -45,13 +45,37 @@ struct State {
     entries: HashMap<u64, Entry>,
 }
 
+/// The board of each alias that has held a lock, by alias name. An alias is
+/// never unregistered nor registered twice, so its board lives as long as it.
+type Boards = RwLock<HashMap<Arc<str>, Arc<Board>>>;
+
+fn boards() -> &'static Boards {
+    static BOARDS: OnceLock<Boards> = OnceLock::new();
+    BOARDS.get_or_init(Default::default)
+}
+
 impl Board {
-    pub(crate) fn new(every: Duration) -> Arc<Board> {
-        Arc::new(Board {
-            every,
-            state: Mutex::new(State::default()),
-            ticker: OnceLock::new(),
-        })
+    /// The board of `alias`, created on first use with its interval.
+    fn of(alias: &str, every: Duration) -> Arc<Board> {
+        if let Some(b) = boards()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(alias)
+        {
+            return b.clone();
+        }
+        boards()
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(Arc::from(alias))
+            .or_insert_with(|| {
+                Arc::new(Board {
+                    every,
+                    state: Mutex::new(State::default()),
+                    ticker: OnceLock::new(),
+                })
+            })
+            .clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -119,7 +143,7 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<&'static
     if conn.is_closed() {
         return Some("its connection is closed");
     }
-    match holds(Exec::pooled(conn), key, shared).await {
+    match holds(conn.exec(), key, shared).await {
         Ok(true) => None,
         Ok(false) => Some("its session no longer holds it"),
         Err(e) if e.is_connection_lost() => Some("its connection was lost"),
@@ -141,7 +165,7 @@ impl Heartbeat {
     /// Puts `key`, held on `conn`, on its alias's board, if the alias has a
     /// heartbeat. The first check is one interval from now.
     pub(crate) fn start(conn: &Connection, key: LockKey, shared: bool) -> Option<Heartbeat> {
-        let board = conn.heartbeat_board()?.clone();
+        let board = Board::of(conn.alias(), conn.heartbeat_interval()?);
         board.ensure_ticker();
         let (tx, rx) = watch::channel(None);
         let id = {

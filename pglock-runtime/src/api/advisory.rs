@@ -1,78 +1,29 @@
-//! Advisory locks: acquisition, guards and release.
+//! Advisory locks, the public face: the `AdvisoryLock` builder, its acquisitions
+//! and guards.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
-use crate::activity::advisory_holders;
-use crate::connection::{scope_or_checkout, Connection};
-use crate::error::{Error, ErrorKind};
-use crate::exec::{send_now, Exec, KeyParams};
+use crate::error::Error;
+#[cfg(doc)]
+use crate::error::ErrorKind;
 use crate::key::{KeyHash, LockKey, ToLockKey};
-use crate::registry::DEFAULT_ALIAS;
+use crate::lock::advisory::{begin_with, failed, lock, take_turn, unlock};
+use crate::lock::heartbeat::Heartbeat;
+use crate::lock::queue::Turn;
+use crate::lock::slot::SlotSpec;
+use crate::lock::txn::{in_transaction, Txn, Wait};
+use crate::pool::connection::Connection;
+use crate::pool::frames::scope_or_checkout;
+use crate::pool::registry::DEFAULT_ALIAS;
+use crate::scope::{self, LockSpec, Spec};
+use crate::slot::{Slot, ToSlot};
+use crate::wire::exec::Exec;
+use crate::wire::send_now::send_now;
 use crate::{rt, sql};
-
-/// How long an acquisition may wait for the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Whatever `lock_timeout` the session has (a surrounding `lock_timeout` scope,
-    /// or the server's default).
-    Inherit,
-    /// Without limit, whatever the session's `lock_timeout`.
-    Forever,
-    /// Not at all (`pg_try_advisory_*`).
-    Immediate,
-    /// At most this long, measured by the server (`lock_timeout` for the lock
-    /// statement alone).
-    Bounded(Duration),
-}
-
-impl Wait {
-    pub(crate) fn from_timeout(t: Option<Duration>) -> Wait {
-        match t {
-            None => Wait::Forever,
-            Some(d) if d.is_zero() => Wait::Immediate,
-            Some(d) => Wait::Bounded(d),
-        }
-    }
-
-    /// Reports the limit the caller set on a lock timeout (the server may have been
-    /// given less, after time spent queued in the process).
-    pub(crate) fn report(self, e: Error) -> Error {
-        match self {
-            Wait::Bounded(d) if e.is_timeout() => e.with_waited(d),
-            _ => e,
-        }
-    }
-
-    /// The `lock_timeout` value to set for the statement, if any.
-    fn setting(self) -> Result<Option<String>, Error> {
-        match self {
-            Wait::Inherit | Wait::Immediate => Ok(None),
-            Wait::Forever => Ok(Some(sql::lock_timeout_value(None))),
-            Wait::Bounded(d) => {
-                crate::timeout::check_duration(d).map(|_| Some(sql::lock_timeout_value(Some(d))))
-            }
-        }
-    }
-}
-
-/// The transaction situation of the connection a lock is taken on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Txn {
-    /// No transaction block (each statement is its own transaction).
-    None,
-    /// A transaction pglock began for this lock: a failure rolls it back whole.
-    Ours,
-    /// The caller's transaction: a failure must leave it usable (savepoint).
-    Caller,
-    /// Not known: ask the server.
-    Unknown,
-}
 
 /// An advisory lock to acquire: key, mode, lifetime, wait and database alias.
 ///
@@ -98,6 +49,10 @@ pub struct AdvisoryLock {
     pub(crate) wait: Wait,
     pub(crate) alias: Cow<'static, str>,
     pub(crate) cancel_on_lost: bool,
+    /// `once_per` / `slot`, for [`run`](AdvisoryLock::run).
+    slot: Option<Slot>,
+    retry: bool,
+    job: Option<Cow<'static, str>>,
 }
 
 impl fmt::Debug for AdvisoryLock {
@@ -108,6 +63,7 @@ impl fmt::Debug for AdvisoryLock {
             .field("xact", &self.xact)
             .field("wait", &self.wait)
             .field("alias", &self.alias)
+            .field("slot", &self.slot)
             .finish()
     }
 }
@@ -150,6 +106,9 @@ impl AdvisoryLock {
             wait: Wait::Inherit,
             alias: Cow::Borrowed(DEFAULT_ALIAS),
             cancel_on_lost: false,
+            slot: None,
+            retry: false,
+            job: None,
         }
     }
 
@@ -199,16 +158,71 @@ impl AdvisoryLock {
         self
     }
 
+    /// For [`run`](AdvisoryLock::run): a scheduled job that runs at most once per
+    /// slot of `length` across every process sharing the database, slots taken
+    /// from the database's clock (`#[advisory_lock(once_per = …)]`). A call whose
+    /// slot already ran fails with [`ErrorKind::AlreadyRan`] without running its
+    /// future. Each run is recorded in pglock's schema (see
+    /// [`runs`](crate::runs())).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let ran = pglock_runtime::advisory("reports::hourly")
+    ///     .no_wait()
+    ///     .once_per(Duration::from_secs(3600))
+    ///     .run(async { /* ... */ })
+    ///     .await;
+    /// match ran {
+    ///     Ok(()) => println!("ran this hour's report"),
+    ///     Err(e) if e.is_busy() || e.is_already_ran() => {} // another instance has it
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn once_per(mut self, length: Duration) -> AdvisoryLock {
+        self.slot = Some(Slot::every(length));
+        self
+    }
+
+    /// For [`run`](AdvisoryLock::run): a scheduled job whose slot the caller
+    /// names (`#[advisory_lock(slot = …)]`): at most one run per slot. See
+    /// [`ToSlot`] for when to prefer it to [`once_per`](AdvisoryLock::once_per).
+    ///
+    /// ```no_run
+    /// # async fn f(planned: std::time::SystemTime) -> Result<(), pglock_runtime::Error> {
+    /// pglock_runtime::advisory("nightly").no_wait().slot(planned).run(async {}).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn slot(mut self, slot: impl ToSlot) -> AdvisoryLock {
+        self.slot = Some(slot.to_slot());
+        self
+    }
+
+    /// With a slot: a run that fails (an `Err` from [`run`](AdvisoryLock::run)'s
+    /// future cannot be seen, so: a panic) leaves its slot open for another call.
+    pub fn retry(mut self, retry: bool) -> AdvisoryLock {
+        self.retry = retry;
+        self
+    }
+
+    /// With a slot: the job's name in the record of runs. Default: the key.
+    pub fn job(mut self, name: impl Into<Cow<'static, str>>) -> AdvisoryLock {
+        self.job = Some(name.into());
+        self
+    }
+
     /// Uses a registered database alias instead of `"default"`.
     pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> AdvisoryLock {
         self.alias = alias.into();
         self
     }
 
-    pub(crate) fn spec(&self) -> crate::scope::Spec {
-        crate::scope::Spec {
+    pub(crate) fn spec(&self) -> Spec {
+        Spec {
             alias: self.alias.clone(),
-            lock: Some(crate::scope::LockSpec {
+            lock: Some(LockSpec {
                 key: self.key,
                 shared: self.shared,
                 xact: self.xact,
@@ -218,7 +232,28 @@ impl AdvisoryLock {
             prioritize: None,
             cancel_on_lost: self.cancel_on_lost,
             holders: true,
+            slot: self.slot.clone().map(|slot| SlotSpec {
+                job: self.job.clone().unwrap_or_else(|| self.key.to_string().into()),
+                slot,
+                retry: self.retry,
+            }),
         }
+    }
+
+    /// A slot cannot be shared, and belongs to a call that knows when it ends.
+    fn check_slot(&self, acquiring: bool) -> Result<(), Error> {
+        match &self.slot {
+            Some(_) if acquiring => Err(Error::usage(
+                "`once_per` / `slot` are for `run()` (and the attributes), which see the run \
+                 end and record how: a guard does not; use `run()`",
+            )),
+            Some(_) if self.shared => Err(Error::usage(
+                "a slot has one run, and shared holders run together: drop `shared()` or the \
+                 slot",
+            )),
+            _ => Ok(()),
+        }
+        .map_err(|e| e.with_key(self.key).with_alias(&self.alias))
     }
 
     /// Runs `fut` while holding the lock, with the lock's connection as the scope
@@ -245,7 +280,8 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        Box::pin(crate::scope::run(self.spec(), fut, |_| false))
+        self.check_slot(false)?;
+        Box::pin(scope::run(self.spec(), fut, |_| false))
             .await
             .into_result()
     }
@@ -264,9 +300,10 @@ impl AdvisoryLock {
     /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
     /// errors.
     pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
+        self.check_slot(true)?;
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
-        let exec = Exec::pooled(&conn);
+        let exec = conn.exec();
         let txn = if self.xact {
             if fresh {
                 // `BEGIN` is sent below, together with the lock statement.
@@ -288,14 +325,14 @@ impl AdvisoryLock {
             Txn::Unknown
         };
         let cancel = Some(&conn);
-        let take = lock(exec, self.key, self.shared, self.xact, wait, txn, cancel);
+        let take = lock(exec, self.key, self.shared, self.xact, wait, txn, cancel, None);
         let taken = if txn == Txn::Ours {
             begin_with(exec, take).await?
         } else {
             take.await
         };
         match taken.map_err(|e| self.wait.report(e)) {
-            Ok(()) => {
+            Ok(_) => {
                 let mut guard = AdvisoryGuard::new(Target::Owned(conn), self, txn == Txn::Ours);
                 guard.turn = turn;
                 Ok(guard)
@@ -364,379 +401,12 @@ impl AdvisoryLock {
         client: &'c Client,
         txn: Txn,
     ) -> Result<AdvisoryGuard<'c>, Error> {
+        self.check_slot(true)?;
         let exec = Exec::borrowed(client);
-        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, None).await {
-            Ok(()) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
+        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, None, None).await {
+            Ok(_) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }
-    }
-}
-
-/// For an exclusive, waiting acquisition on a fresh connection: waits for this
-/// task's turn in the in-process queue of the key (see `queue.rs`), counting that
-/// time against a bounded wait. Returns the turn and the wait left for the server.
-pub(crate) async fn take_turn(
-    alias: &str,
-    key: LockKey,
-    shared: bool,
-    wait: Wait,
-) -> Result<(Option<crate::queue::Turn>, Wait), Error> {
-    if shared || wait == Wait::Immediate || crate::connection::current(alias).is_some() {
-        return Ok((None, wait));
-    }
-    let limit = match wait {
-        Wait::Bounded(d) => Some(d),
-        _ => None,
-    };
-    match crate::queue::wait_turn(alias, key, limit).await {
-        Some((turn, left)) => {
-            let wait = match (wait, left) {
-                (Wait::Bounded(_), Some(left)) => Wait::Bounded(left),
-                (w, _) => w,
-            };
-            Ok((Some(turn), wait))
-        }
-        None => {
-            let d = limit.unwrap_or_default();
-            let holders = crate::activity::inspect_holders(alias, key).await;
-            Err(Error::new(
-                ErrorKind::LockTimeout,
-                "gave up waiting behind other tasks of this process for the same lock",
-            )
-            .with_key(key)
-            .with_waited(d)
-            .with_holders(holders)
-            .with_alias(alias))
-        }
-    }
-}
-
-/// Adds the holders to a not-acquired error (when the connection can still query
-/// and the acquisition did not already find them).
-pub(crate) async fn failed(exec: Exec<'_>, key: LockKey, e: Error) -> Error {
-    let e = e.with_key(key);
-    if !e.is_not_acquired() {
-        return e;
-    }
-    match advisory_holders(exec, key).await {
-        Ok(holders) => e.with_holders(holders),
-        Err(_) => e,
-    }
-}
-
-/// Whether a transaction block is open on the session. Uses the simple-query
-/// protocol, where the check is exact (see [`sql::IN_TRANSACTION`]).
-pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
-    let rows = exec
-        .client
-        .simple_query(sql::IN_TRANSACTION)
-        .await
-        .map_err(Error::from_pg)?;
-    Ok(rows
-        .iter()
-        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
-}
-
-/// `BEGIN`, with `take` (a lock statement) on the wire right behind it: one round
-/// trip for both. The outer `Err` is `BEGIN`'s failure; the lock statement then
-/// ran outside a transaction block, where a transaction-level lock ends with the
-/// statement.
-pub(crate) async fn begin_with<F>(exec: Exec<'_>, take: F) -> Result<Result<(), Error>, Error>
-where
-    F: std::future::Future<Output = Result<(), Error>>,
-{
-    // Polled in order: `BEGIN` is sent first.
-    let (begun, taken) = futures_util::future::join(exec.batch(sql::BEGIN), take).await;
-    begun.map(|()| taken)
-}
-
-/// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
-/// wait is cancelled and, for a pooled connection (`cancel_conn`), the connection is
-/// discarded so that a grant that won the race dies with the session.
-pub(crate) async fn lock(
-    exec: Exec<'_>,
-    key: LockKey,
-    shared: bool,
-    xact: bool,
-    wait: Wait,
-    txn: Txn,
-    cancel_conn: Option<&Connection>,
-) -> Result<(), Error> {
-    let p = KeyParams::new(key);
-    let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
-    if !xact && exec.is_pooled() {
-        return Err(Error::pooler());
-    }
-    // Session-level statements only take the lock on the session the connection
-    // was opened on (see `sql::LOCK`).
-    let session_pid = exec.session_pid();
-    let guard = (!xact).then_some(&session_pid);
-    let params = |extra| p.with_guard(extra, guard);
-    let on_our_session = |rows: Vec<tokio_postgres::Row>| match rows.into_iter().next() {
-        Some(row) => Ok(row),
-        None => {
-            exec.mark_pooled();
-            Err(Error::pooler())
-        }
-    };
-    if wait == Wait::Immediate {
-        // A release of this key that this process has sent but the server has not
-        // answered yet must not make the key look busy.
-        crate::queue::settled(key, exec.pg()).await;
-        let row = on_our_session(exec.query(sql::TRY_LOCK[k][x][s], &params(&[])).await?)?;
-        return if row.get::<_, bool>(0) {
-            Ok(())
-        } else {
-            Err(Error::new(ErrorKind::Busy, ""))
-        };
-    }
-    let setting = wait.setting()?;
-    let txn = match txn {
-        Txn::Unknown if in_transaction(exec).await? => Txn::Caller,
-        Txn::Unknown => Txn::None,
-        t => t,
-    };
-    let unlock_if_held = (!xact).then_some((key, shared));
-    let waiting = |sql: &'static str, params| {
-        let guard = CancelOnDrop::new(exec.client, cancel_conn, unlock_if_held);
-        async move {
-            let params: Vec<crate::exec::Param<'_>> = params;
-            let r = exec.query(sql, &params).await;
-            guard.disarm();
-            on_our_session(r?).map(drop)
-        }
-    };
-    let result = match (txn, &setting) {
-        (Txn::None, None) => waiting(sql::LOCK[k][x][s], params(&[])).await,
-        // Outside a transaction block the statement is its own transaction, so a
-        // transaction-local setting in the same statement ends with it.
-        (Txn::None, Some(v)) => {
-            waiting(sql::LOCK_WITH_TIMEOUT[k][x][s], params(&[(v, Type::TEXT)])).await
-        }
-        (txn, setting) => {
-            in_transaction_waiting(exec, txn, setting.as_deref(), || {
-                waiting(sql::LOCK[k][x][s], params(&[]))
-            })
-            .await
-        }
-    };
-    match result {
-        Err(e)
-            if !xact
-                && matches!(
-                    e.kind(),
-                    ErrorKind::LockTimeout | ErrorKind::Cancelled | ErrorKind::Deadlock
-                ) =>
-        {
-            // The grant may have won the race against the timeout or the cancel
-            // (DistributedLock #147): release what we were given.
-            if txn != Txn::Ours && holds(exec, key, shared).await? {
-                unlock(exec, key, shared).await?;
-            }
-            if let Wait::Bounded(d) = wait {
-                if e.is_timeout() {
-                    return Err(e.with_waited(d));
-                }
-            }
-            Err(e)
-        }
-        Err(e) => match wait {
-            Wait::Bounded(d) if e.is_timeout() => Err(e.with_waited(d)),
-            _ => Err(e),
-        },
-        Ok(()) => Ok(()),
-    }
-}
-
-/// Runs a lock statement inside a transaction block with `lock_timeout` set to
-/// `setting` for that statement alone. In the caller's transaction (`Txn::Caller`)
-/// the attempt runs in a savepoint, so a failure leaves the transaction usable and
-/// rolls back anything the attempt did; in pglock's own transaction (`Txn::Ours`) a
-/// failure is followed by a rollback of the whole transaction by the caller.
-pub(crate) async fn in_transaction_waiting<F, Fut>(
-    exec: Exec<'_>,
-    txn: Txn,
-    setting: Option<&str>,
-    statement: F,
-) -> Result<(), Error>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), Error>>,
-{
-    let savepoint = txn != Txn::Ours;
-    if savepoint {
-        exec.batch(sql::SAVEPOINT).await?;
-    }
-    let attempt = async {
-        let prev: Option<String> = match setting {
-            Some(v) => Some(
-                exec.one(sql::SET_LOCAL_LOCK_TIMEOUT, &[(&v, Type::TEXT)])
-                    .await?
-                    .get(0),
-            ),
-            None => None,
-        };
-        statement().await?;
-        if let Some(prev) = prev {
-            exec.one(
-                sql::RESTORE_LOCK_TIMEOUT,
-                &[(&prev, Type::TEXT), (&true, Type::BOOL)],
-            )
-            .await?;
-        }
-        Ok::<(), Error>(())
-    }
-    .await;
-    match (attempt, savepoint) {
-        (Ok(()), true) => exec.batch(sql::RELEASE_SAVEPOINT).await,
-        (Ok(()), false) => Ok(()),
-        (Err(e), true) => {
-            exec.batch(sql::ROLLBACK_TO_SAVEPOINT).await?;
-            Err(e)
-        }
-        (Err(e), false) => Err(e),
-    }
-}
-
-pub(crate) async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
-    let (c, o, s) = key.pg_locks_ids();
-    let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
-    Ok(exec
-        .one(
-            sql::HOLDS_ADVISORY,
-            &[
-                (&c, Type::OID),
-                (&o, Type::OID),
-                (&s, Type::INT2),
-                (&mode, Type::TEXT),
-            ],
-        )
-        .await?
-        .get(0))
-}
-
-/// Releases a session lock; `Err(LostBeforeRelease)` when the server says it was
-/// not held.
-pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<(), Error> {
-    let p = KeyParams::new(key);
-    let row = exec
-        .one(sql::UNLOCK[p.kind()][usize::from(shared)], &p.with(&[]))
-        .await?;
-    if row.get::<_, bool>(0) {
-        Ok(())
-    } else {
-        tracing::error!(target: "pglock", key = %key, "advisory lock was not held when it was released: it was lost");
-        Err(Error::new(
-            ErrorKind::LostBeforeRelease,
-            "pg_advisory_unlock returned false: the session no longer held the lock, so the \
-             work it protected may have overlapped with another holder",
-        )
-        .with_key(key))
-    }
-}
-
-/// Sends the unlock of a session lock on a pooled connection now and hands the
-/// check of its reply ([`unlock`]) to the connection's driver: the connection can
-/// go back to the pool at once, and whoever uses it next is queued behind the
-/// unlock on the wire. `releasing` is dropped when the reply is in. `false`
-/// (nothing sent) when the unlock statement is not prepared on this connection
-/// yet: the request would then not be on the wire before the connection serves
-/// someone else.
-///
-/// A failed check (`false`, or an error) means the session may still hold the
-/// lock (a cancelled unlock) or lost it earlier, and nobody is left to return the
-/// error to: it is an error event, and the session is closed, which releases
-/// whatever it holds.
-pub(crate) fn unlock_pipelined(
-    conn: &Connection,
-    key: LockKey,
-    shared: bool,
-    releasing: crate::queue::Releasing,
-) -> bool {
-    let pg = conn.pg_shared().clone();
-    if pg
-        .cached(sql::UNLOCK[KeyParams::new(key).kind()][usize::from(shared)])
-        .is_none()
-    {
-        return false;
-    }
-    let checks = pg.checks.clone();
-    let mut check = Box::pin(async move {
-        let r = unlock(Exec::on(&pg), key, shared).await;
-        drop(releasing);
-        if let Err(e) = r {
-            tracing::error!(target: "pglock", key = %key, pid = pg.pid, error = %e,
-                "pipelined release failed; closing the session to release whatever it holds");
-            pg.close();
-        }
-    });
-    // The first poll puts the request on the wire (the statement is prepared, so
-    // nothing is awaited before tokio-postgres sends it); the driver polls it from
-    // then on.
-    let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-    if check.as_mut().poll(&mut cx).is_pending() {
-        checks.push(check);
-    }
-    true
-}
-
-/// Cancels a server-side lock wait if the acquiring future is dropped while the
-/// server is still waiting.
-pub(crate) struct CancelOnDrop<'a> {
-    armed: bool,
-    client: &'a Client,
-    conn: Option<&'a Connection>,
-    unlock_if_held: Option<(LockKey, bool)>,
-}
-
-impl<'a> CancelOnDrop<'a> {
-    /// `conn`: a pooled connection nobody else uses, closed on cancel.
-    /// `unlock_if_held`: a session lock to release on a caller's client if the
-    /// grant wins the race.
-    pub(crate) fn new(
-        client: &'a Client,
-        conn: Option<&'a Connection>,
-        unlock_if_held: Option<(LockKey, bool)>,
-    ) -> Self {
-        CancelOnDrop {
-            armed: true,
-            client,
-            conn,
-            unlock_if_held,
-        }
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        tracing::debug!(target: "pglock", "lock wait abandoned: cancelling it on the server");
-        match (self.conn, self.unlock_if_held) {
-            // The session may be granted the lock in the instant before the cancel
-            // lands; closing the session is the one way to be sure nothing survives.
-            (Some(conn), _) => conn.discard(),
-            // A caller's client stays open: queue an unlock-if-held behind the wait,
-            // which runs once the wait ends either way.
-            (None, Some((key, shared))) => {
-                send_now(
-                    self.client
-                        .batch_execute(&sql::unlock_if_held_literal(key, shared)),
-                );
-            }
-            // Transaction-level and table locks end with the caller's transaction,
-            // which the cancelled wait has aborted.
-            (None, None) => {}
-        }
-        let token = self.client.cancel_token();
-        rt::spawn(async move {
-            let _ = token.cancel_query(NoTls).await;
-        });
     }
 }
 
@@ -774,10 +444,10 @@ pub struct AdvisoryGuard<'c> {
     xact: bool,
     own_txn: bool,
     alias: Cow<'static, str>,
-    heartbeat: Option<crate::heartbeat::Heartbeat>,
+    heartbeat: Option<Heartbeat>,
     /// This task's turn in the in-process queue of the key, given up after the
     /// lock is released.
-    turn: Option<crate::queue::Turn>,
+    turn: Option<Turn>,
 }
 
 impl fmt::Debug for AdvisoryGuard<'_> {
@@ -794,7 +464,7 @@ impl<'c> AdvisoryGuard<'c> {
     fn new(target: Target<'c>, lock: &AdvisoryLock, own_txn: bool) -> AdvisoryGuard<'c> {
         tracing::debug!(target: "pglock", key = %lock.key, shared = lock.shared, xact = lock.xact, "advisory lock acquired");
         let heartbeat = match &target {
-            Target::Owned(conn) => crate::heartbeat::Heartbeat::start(conn, lock.key, lock.shared),
+            Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.shared),
             Target::Borrowed(_) => None,
         };
         AdvisoryGuard {
@@ -828,7 +498,7 @@ impl<'c> AdvisoryGuard<'c> {
     /// [`AdvisoryLock::acquire`]; `None` for a caller's client.
     pub fn connection(&self) -> Option<&Connection> {
         match self.target.as_ref() {
-            Some(Target::Owned(c)) => Some(c.exposed()),
+            Some(Target::Owned(c)) => Some(c.expose()),
             _ => None,
         }
     }
@@ -836,7 +506,7 @@ impl<'c> AdvisoryGuard<'c> {
     /// The client of the session holding the lock.
     pub fn client(&self) -> &Client {
         match self.target.as_ref().expect("present until consumed") {
-            Target::Owned(c) => c.exposed().client(),
+            Target::Owned(c) => c.expose().client(),
             Target::Borrowed(c) => c,
         }
     }
@@ -872,7 +542,7 @@ impl<'c> AdvisoryGuard<'c> {
 
     fn exec(&self) -> Exec<'_> {
         match self.target.as_ref().expect("present until consumed") {
-            Target::Owned(c) => Exec::pooled(c),
+            Target::Owned(c) => c.exec(),
             Target::Borrowed(c) => Exec::borrowed(c),
         }
     }
@@ -956,7 +626,7 @@ impl Drop for AdvisoryGuard<'_> {
         match target {
             Target::Owned(conn) if self.own_txn => {
                 rt::spawn(async move {
-                    if Exec::pooled(&conn).batch(sql::ROLLBACK).await.is_err() {
+                    if conn.exec().batch(sql::ROLLBACK).await.is_err() {
                         conn.discard();
                     }
                     drop(turn);
@@ -965,7 +635,7 @@ impl Drop for AdvisoryGuard<'_> {
             Target::Owned(_) if self.xact => {}
             Target::Owned(conn) => {
                 rt::spawn(async move {
-                    if unlock(Exec::pooled(&conn), key, shared).await.is_err() {
+                    if unlock(conn.exec(), key, shared).await.is_err() {
                         conn.discard();
                     }
                     drop(turn);

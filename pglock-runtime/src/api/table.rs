@@ -1,4 +1,5 @@
-//! Table locks: `LOCK TABLE … IN <mode> MODE [NOWAIT]` inside a transaction.
+//! Table locks, the public face: `LOCK TABLE … IN <mode> MODE [NOWAIT]` inside a
+//! transaction.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -6,12 +7,13 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, Transaction};
 
-use crate::activity::relation_holders;
-use crate::advisory::{in_transaction, in_transaction_waiting, CancelOnDrop, Txn, Wait};
-use crate::connection::{scope_or_checkout, Connection};
 use crate::error::{Error, ErrorKind};
-use crate::exec::Exec;
-use crate::registry::DEFAULT_ALIAS;
+use crate::lock::holders::relation_holders;
+use crate::lock::txn::{in_transaction, in_transaction_waiting, CancelOnDrop, Txn, Wait};
+use crate::pool::connection::Connection;
+use crate::pool::frames::scope_or_checkout;
+use crate::pool::registry::DEFAULT_ALIAS;
+use crate::wire::exec::Exec;
 use crate::{rt, sql};
 
 /// The eight table lock modes of PostgreSQL, weakest first.
@@ -269,7 +271,7 @@ impl TableLock {
     pub async fn acquire(&self) -> Result<TableGuard, Error> {
         let stmt = self.statement()?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
-        let exec = Exec::pooled(&conn);
+        let exec = conn.exec();
         let txn = if fresh {
             exec.batch(sql::BEGIN).await?;
             Txn::Ours
@@ -348,14 +350,7 @@ impl TableLock {
         txn: Txn,
         cancel_conn: Option<&Connection>,
     ) -> Result<(), Error> {
-        let setting = match self.wait {
-            Wait::Inherit | Wait::Immediate => None,
-            Wait::Forever => Some(sql::lock_timeout_value(None)),
-            Wait::Bounded(d) => {
-                crate::timeout::check_duration(d)?;
-                Some(sql::lock_timeout_value(Some(d)))
-            }
-        };
+        let setting = self.wait.setting()?;
         let r = in_transaction_waiting(exec, txn, setting.as_deref(), || async {
             let guard = CancelOnDrop::new(exec.client, cancel_conn, None);
             let r = exec.batch(stmt).await;
@@ -413,10 +408,7 @@ impl fmt::Debug for TableGuard {
 impl TableGuard {
     /// The connection holding the locks (run the protected statements on it).
     pub fn connection(&self) -> &Connection {
-        self.conn
-            .as_ref()
-            .expect("present until consumed")
-            .exposed()
+        self.conn.as_ref().expect("present until consumed").expose()
     }
 
     /// The client of the session holding the locks.
@@ -451,7 +443,7 @@ impl TableGuard {
                  with the scope",
             ));
         }
-        let r = Exec::pooled(&conn).batch(statement).await;
+        let r = conn.exec().batch(statement).await;
         if r.is_err() {
             conn.discard();
         }
@@ -464,7 +456,7 @@ impl Drop for TableGuard {
         let Some(conn) = self.conn.take() else { return };
         if self.own_txn {
             rt::spawn(async move {
-                if Exec::pooled(&conn).batch(sql::ROLLBACK).await.is_err() {
+                if conn.exec().batch(sql::ROLLBACK).await.is_err() {
                     conn.discard();
                 }
             });

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
 use crate::key::LockKey;
-use crate::registry::PgConn;
+use crate::rt;
+use crate::wire::session::Session;
 
 type Queue = AsyncMutex<()>;
 type Queues = Mutex<HashMap<(Arc<str>, LockKey), Weak<Queue>>>;
@@ -64,10 +65,10 @@ pub(crate) async fn wait_turn(
         }
     };
     // The timer needs a runtime that can run it: the caller's, or pglock's own.
-    let guard = if crate::rt::caller_runtime_usable() {
+    let guard = if rt::caller_runtime_usable() {
         wait.await?
     } else {
-        crate::rt::spawn(wait).await.ok().flatten()?
+        rt::spawn(wait).await.ok().flatten()?
     };
     let left = limit.map(|l| l.saturating_sub(started.elapsed()));
     Some((Turn(guard), left))
@@ -96,7 +97,7 @@ pub(crate) struct Releasing {
 }
 
 impl Releasing {
-    pub(crate) fn start(key: LockKey, conn: &PgConn) -> Releasing {
+    pub(crate) fn start(key: LockKey, conn: &Session) -> Releasing {
         let conn = std::ptr::from_ref(conn) as usize;
         let mut map = in_flight().lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key).or_default().0.push(conn);
@@ -125,7 +126,7 @@ impl Drop for Releasing {
 /// on the wire, except on `own` (the connection about to try the key: its
 /// statements run after the release anyway). Keys are compared across aliases:
 /// waiting one round trip too many for a key of another database is harmless.
-pub(crate) async fn settled(key: LockKey, own: Option<&PgConn>) {
+pub(crate) async fn settled(key: LockKey, own: Option<&Session>) {
     let own = own.map(|c| std::ptr::from_ref(c) as usize);
     // The common case, nothing in flight, without a timer.
     let waiting = move |map: &mut HashMap<LockKey, (Vec<usize>, Option<Arc<Notify>>)>| {
@@ -155,10 +156,10 @@ pub(crate) async fn settled(key: LockKey, own: Option<&PgConn>) {
             }
         }
     };
-    if crate::rt::caller_runtime_usable() {
+    if rt::caller_runtime_usable() {
         wait.await;
     } else {
-        let _ = crate::rt::spawn(wait).await;
+        let _ = rt::spawn(wait).await;
     }
 }
 

@@ -1,0 +1,4 @@
+//! Layer 5, beside `api`: the introspection views (see `ARCHITECTURE.md`).
+
+pub(crate) mod inspector;
+pub(crate) mod tree;

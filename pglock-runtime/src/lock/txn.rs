@@ -1,0 +1,195 @@
+//! What lock acquisitions share, advisory and table locks alike: how long to
+//! wait, the transaction situation of the connection, running a lock statement
+//! inside a transaction block, and cancelling a wait whose future is dropped.
+
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::Error;
+use crate::key::LockKey;
+use crate::lock::timeout::check_duration;
+use crate::pool::connection::Connection;
+use crate::wire::exec::Exec;
+use crate::wire::send_now::send_now;
+use crate::{rt, sql};
+
+/// How long an acquisition may wait for the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Whatever `lock_timeout` the session has (a surrounding `lock_timeout` scope,
+    /// or the server's default).
+    Inherit,
+    /// Without limit, whatever the session's `lock_timeout`.
+    Forever,
+    /// Not at all (`pg_try_advisory_*`).
+    Immediate,
+    /// At most this long, measured by the server (`lock_timeout` for the lock
+    /// statement alone).
+    Bounded(Duration),
+}
+
+impl Wait {
+    pub(crate) fn from_timeout(t: Option<Duration>) -> Wait {
+        match t {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::Immediate,
+            Some(d) => Wait::Bounded(d),
+        }
+    }
+
+    /// Reports the limit the caller set on a lock timeout (the server may have been
+    /// given less, after time spent queued in the process).
+    pub(crate) fn report(self, e: Error) -> Error {
+        match self {
+            Wait::Bounded(d) if e.is_timeout() => e.with_waited(d),
+            _ => e,
+        }
+    }
+
+    /// The `lock_timeout` value to set for the statement, if any.
+    pub(crate) fn setting(self) -> Result<Option<String>, Error> {
+        match self {
+            Wait::Inherit | Wait::Immediate => Ok(None),
+            Wait::Forever => Ok(Some(sql::lock_timeout_value(None))),
+            Wait::Bounded(d) => check_duration(d).map(|_| Some(sql::lock_timeout_value(Some(d)))),
+        }
+    }
+}
+
+/// The transaction situation of the connection a lock is taken on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Txn {
+    /// No transaction block (each statement is its own transaction).
+    None,
+    /// A transaction pglock began for this lock: a failure rolls it back whole.
+    Ours,
+    /// The caller's transaction: a failure must leave it usable (savepoint).
+    Caller,
+    /// Not known: ask the server.
+    Unknown,
+}
+
+/// Whether a transaction block is open on the session. Uses the simple-query
+/// protocol, where the check is exact (see [`sql::IN_TRANSACTION`]).
+pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
+    let rows = exec
+        .client
+        .simple_query(sql::IN_TRANSACTION)
+        .await
+        .map_err(Error::from_pg)?;
+    Ok(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
+}
+
+/// Runs a lock statement inside a transaction block with `lock_timeout` set to
+/// `setting` for that statement alone. In the caller's transaction (`Txn::Caller`)
+/// the attempt runs in a savepoint, so a failure leaves the transaction usable and
+/// rolls back anything the attempt did; in pglock's own transaction (`Txn::Ours`) a
+/// failure is followed by a rollback of the whole transaction by the caller.
+pub(crate) async fn in_transaction_waiting<F, Fut, T>(
+    exec: Exec<'_>,
+    txn: Txn,
+    setting: Option<&str>,
+    statement: F,
+) -> Result<T, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let savepoint = txn != Txn::Ours;
+    if savepoint {
+        exec.batch(sql::SAVEPOINT).await?;
+    }
+    let attempt = async {
+        let prev: Option<String> = match setting {
+            Some(v) => Some(
+                exec.one(sql::SET_LOCAL_LOCK_TIMEOUT, &[(&v, Type::TEXT)])
+                    .await?
+                    .get(0),
+            ),
+            None => None,
+        };
+        let taken = statement().await?;
+        if let Some(prev) = prev {
+            exec.one(
+                sql::RESTORE_LOCK_TIMEOUT,
+                &[(&prev, Type::TEXT), (&true, Type::BOOL)],
+            )
+            .await?;
+        }
+        Ok::<T, Error>(taken)
+    }
+    .await;
+    match (attempt, savepoint) {
+        (Ok(taken), true) => exec.batch(sql::RELEASE_SAVEPOINT).await.map(|()| taken),
+        (Ok(taken), false) => Ok(taken),
+        (Err(e), true) => {
+            exec.batch(sql::ROLLBACK_TO_SAVEPOINT).await?;
+            Err(e)
+        }
+        (Err(e), false) => Err(e),
+    }
+}
+
+/// Cancels a server-side lock wait if the acquiring future is dropped while the
+/// server is still waiting.
+pub(crate) struct CancelOnDrop<'a> {
+    armed: bool,
+    client: &'a Client,
+    conn: Option<&'a Connection>,
+    unlock_if_held: Option<(LockKey, bool)>,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    /// `conn`: a pooled connection nobody else uses, closed on cancel.
+    /// `unlock_if_held`: a session lock to release on a caller's client if the
+    /// grant wins the race.
+    pub(crate) fn new(
+        client: &'a Client,
+        conn: Option<&'a Connection>,
+        unlock_if_held: Option<(LockKey, bool)>,
+    ) -> Self {
+        CancelOnDrop {
+            armed: true,
+            client,
+            conn,
+            unlock_if_held,
+        }
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::debug!(target: "pglock", "lock wait abandoned: cancelling it on the server");
+        match (self.conn, self.unlock_if_held) {
+            // The session may be granted the lock in the instant before the cancel
+            // lands; closing the session is the one way to be sure nothing survives.
+            (Some(conn), _) => conn.discard(),
+            // A caller's client stays open: queue an unlock-if-held behind the wait,
+            // which runs once the wait ends either way.
+            (None, Some((key, shared))) => {
+                send_now(
+                    self.client
+                        .batch_execute(&sql::unlock_if_held_literal(key, shared)),
+                );
+            }
+            // Transaction-level and table locks end with the caller's transaction,
+            // which the cancelled wait has aborted.
+            (None, None) => {}
+        }
+        let token = self.client.cancel_token();
+        rt::spawn(async move {
+            let _ = token.cancel_query(NoTls).await;
+        });
+    }
+}

@@ -1,0 +1,258 @@
+//! How to reach one database, and how many connections to keep for it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The schema pglock keeps its own tables in unless [`Config::schema`] says
+/// otherwise.
+pub(crate) const DEFAULT_SCHEMA: &str = "pglock";
+#[cfg(doc)]
+use crate::error::ErrorKind;
+
+/// How to reach one database, and how many connections to keep for it.
+///
+/// ```
+/// use std::time::Duration;
+/// use pglock_runtime::Config;
+///
+/// let config: Config = "postgres://app@db.internal/app".parse()?;
+/// let config = config.max_size(32).checkout_timeout(Duration::from_secs(5));
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(super) pg: tokio_postgres::Config,
+    pub(super) max_size: usize,
+    pub(super) checkout_timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) allow_standby: bool,
+    pub(super) heartbeat: Option<Duration>,
+    pub(super) transaction_pooling: bool,
+    pub(super) pipelined_release: bool,
+    pub(super) drive_on_caller_runtime: bool,
+    pub(super) schema: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password.
+        f.debug_struct("Config")
+            .field("pg", &self.pg)
+            .field("max_size", &self.max_size)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("allow_standby", &self.allow_standby)
+            .field("heartbeat", &self.heartbeat)
+            .field("transaction_pooling", &self.transaction_pooling)
+            .field("pipelined_release", &self.pipelined_release)
+            .field("drive_on_caller_runtime", &self.drive_on_caller_runtime)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration from a `tokio_postgres` one, with the default pool settings:
+    /// 16 connections, a 30 s checkout wait, a 10 s connect timeout, standbys refused.
+    pub fn new(pg: tokio_postgres::Config) -> Config {
+        let mut pg = pg;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        let connect_timeout = *pg.get_connect_timeout().expect("set above");
+        Config {
+            pg,
+            max_size: 16,
+            checkout_timeout: Duration::from_secs(30),
+            connect_timeout,
+            allow_standby: false,
+            heartbeat: Some(Duration::from_secs(1)),
+            transaction_pooling: false,
+            pipelined_release: true,
+            drive_on_caller_runtime: true,
+            schema: DEFAULT_SCHEMA.to_owned(),
+        }
+    }
+
+    /// Parses a libpq URL (`postgres://user:pass@host:port/db?…`) or a key=value
+    /// connection string (`host=… user=… dbname=…`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] saying what is malformed.
+    pub fn from_url(url: &str) -> Result<Config, Error> {
+        tokio_postgres::Config::from_str(url)
+            .map(Config::new)
+            .map_err(|e| {
+                Error::config(format!(
+                    "invalid database URL: {e}; expected `postgres://user:password@host:port/database` \
+                     or `host=… user=… dbname=…`"
+                ))
+                .with_source(e)
+            })
+    }
+
+    /// The largest number of connections the alias opens (at least 1).
+    pub fn max_size(mut self, n: usize) -> Config {
+        self.max_size = n.max(1);
+        self
+    }
+
+    /// How long a checkout waits for a free connection before failing with
+    /// [`ErrorKind::Pool`].
+    pub fn checkout_timeout(mut self, d: Duration) -> Config {
+        self.checkout_timeout = d;
+        self
+    }
+
+    /// How long opening a connection may take.
+    pub fn connect_timeout(mut self, d: Duration) -> Config {
+        self.connect_timeout = d;
+        self.pg.connect_timeout(d);
+        self
+    }
+
+    /// Allows locking on a hot standby. Locks taken there exclude nobody on the
+    /// primary; only use this for a standalone server that happens to be in
+    /// recovery, or for read-only introspection.
+    pub fn allow_standby(mut self, allow: bool) -> Config {
+        self.allow_standby = allow;
+        self
+    }
+
+    /// How often a held lock is checked on its own session (one cheap query per
+    /// interval, only while a lock is held), bounding how long a lost lock goes
+    /// unnoticed: [`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost) and
+    /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off.
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Config {
+        self.heartbeat = every.map(|d| d.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// The schema pglock keeps its own tables in on this alias (the record of
+    /// scheduled runs, lock names): created on first use by a call that needs it,
+    /// or by an administrator from the SQL `pglock schema` prints. Default
+    /// `"pglock"`.
+    ///
+    /// ```
+    /// let config = pglock_runtime::Config::from_url("postgres://app@localhost/app")?
+    ///     .schema("app_pglock");
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    ///
+    /// An empty name, or one longer than PostgreSQL's 63-byte identifiers, makes
+    /// [`register`](crate::register) fail with [`ErrorKind::Configuration`].
+    pub fn schema(mut self, name: &str) -> Config {
+        self.schema = name.to_owned();
+        self
+    }
+
+    /// [`Config::schema`].
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// What [`register`](crate::register) refuses.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.schema.is_empty() || self.schema.len() > 63 {
+            return Err(Error::config(format!(
+                "`Config::schema({:?})`: pglock's schema needs a name of 1 to 63 bytes \
+                 (a PostgreSQL identifier)",
+                self.schema
+            )));
+        }
+        Ok(())
+    }
+
+    /// Declares that the alias connects through a transaction-pooling proxy
+    /// (PgBouncer `pool_mode = transaction`). pglock then uses unnamed statements
+    /// only, refuses session-level locks and session `lock_timeout` scopes with
+    /// [`ErrorKind::Pooler`] (they would not stay with the connection), and keeps
+    /// transaction-level (`xact`) locks and table locks working. Without it, pglock
+    /// detects the proxy when a session lock or one of its prepared statements lands
+    /// on another server session, and fails the same way.
+    pub fn transaction_pooling(mut self, on: bool) -> Config {
+        self.transaction_pooling = on;
+        self
+    }
+
+    /// Releases the session lock of an annotated call (or [`AdvisoryLock::run`])
+    /// without waiting for the server's reply: the call returns after one round
+    /// trip (the lock) instead of two, and the connection goes back to the pool at
+    /// once; whoever uses it next is queued behind the unlock on the wire. The
+    /// reply is still checked, and a `timeout = 0` / `no_wait` acquisition of the
+    /// same key in this process waits for it (up to 2 s), so it never finds the
+    /// key busy because of a release that already returned. **On by default.**
+    ///
+    /// It applies only when the body never had the connection (it did not call
+    /// [`connection`](crate::connection()) or use the scope connection), nothing
+    /// else is to be undone (no `lock_timeout`, not `xact`), the connection is
+    /// live and not behind a transaction pooler. Then the unlock cannot find the
+    /// lock gone unless the session itself ends, and a session that ended before
+    /// the release is still reported: the call returns `Err`. What is given up: if
+    /// the session ends *while the unlock is on the wire*, or a stray
+    /// `pg_cancel_backend` cancels the unlock, the call has already returned `Ok`;
+    /// the failure is an error event (`target: "pglock"`) and the session is
+    /// closed at once, which releases whatever it holds. With `false`, every
+    /// release waits for its reply and a lost lock is the call's
+    /// `Err(LostBeforeRelease)` or connection error. Guards' explicit `release()`
+    /// always waits.
+    ///
+    /// ```
+    /// # fn f() -> Result<(), pglock_runtime::Error> {
+    /// let strict = pglock_runtime::Config::from_url("postgres://localhost/app")?
+    ///     .pipelined_release(false);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`AdvisoryLock::run`]: crate::AdvisoryLock::run
+    pub fn pipelined_release(mut self, pipelined: bool) -> Config {
+        self.pipelined_release = pipelined;
+        self
+    }
+
+    /// Drives connections checked out from a multi-thread tokio runtime on that
+    /// runtime, like a plain `tokio_postgres` client whose connection task the
+    /// application spawned. On by default.
+    ///
+    /// A statement's reply then wakes the waiting task on its own runtime instead
+    /// of crossing from pglock's I/O threads: on a loaded two-core machine this
+    /// is the difference between ~0.6× and ~1.0× the lock throughput of raw
+    /// clients (see `BENCHMARKS.md`). Each multi-thread runtime that uses the
+    /// alias gets a pool of its own, of up to [`max_size`](Config::max_size)
+    /// connections. Checkouts from current-thread runtimes, from outside any
+    /// runtime and from the blocking API use connections driven by pglock's own
+    /// runtime, as do all checkouts when this is off.
+    ///
+    /// A connection closes when the runtime driving it shuts down, releasing
+    /// whatever its session holds. That only matters to a guard or connection
+    /// kept past the end of the runtime it was checked out on (an application
+    /// that builds short-lived runtimes and hands guards across them); turn
+    /// this off for such an alias.
+    ///
+    /// ```
+    /// # let config: pglock_runtime::Config = "postgres://localhost/app".parse()?;
+    /// let config = config.drive_on_caller_runtime(false);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn drive_on_caller_runtime(mut self, on: bool) -> Config {
+        self.drive_on_caller_runtime = on;
+        self
+    }
+
+    /// The underlying `tokio_postgres` configuration.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.pg
+    }
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Config, Error> {
+        Config::from_url(s)
+    }
+}

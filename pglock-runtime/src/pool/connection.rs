@@ -1,0 +1,217 @@
+//! A checked-out connection, and the server-side check it passes before it goes
+//! back to its pool.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::Object;
+use tokio_postgres::Client;
+
+use crate::error::Error;
+use crate::pool::registry::{self, Alias, Pooled};
+use crate::sql;
+use crate::wire::exec::{first_row, Exec};
+use crate::wire::session::Session;
+
+/// A pooled connection: the scope connection inside a pglock scope, a fresh
+/// checkout outside one. Derefs to [`tokio_postgres::Client`].
+///
+/// Clones share the same server session. When the last clone is dropped the
+/// connection goes back to its pool, but only after pglock has checked, on the
+/// server, that it is clean: no transaction block open or aborted, no advisory lock
+/// held, `lock_timeout` as it was when the connection was opened. A connection that
+/// fails the check is closed instead, so whatever it held is released by the server.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = pglock_runtime::connection().await?;
+/// let n: i64 = db.query_one("SELECT count(*) FROM pg_locks", &[]).await?.get(0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    alias: Arc<Alias>,
+    obj: Option<Pooled>,
+    /// Set when pglock knows the session is in a state it must not be reused in.
+    discard: AtomicBool,
+    /// Set once the connection has been handed to user code. Until then pglock
+    /// knows every statement it ran and checked each undo step, so the session
+    /// goes back to the pool without the server-side return check.
+    exposed: AtomicBool,
+}
+
+impl Connection {
+    /// Checks out a connection of `alias` (never a scope connection: see
+    /// `frames::scope_or_checkout` for that).
+    pub(crate) async fn checkout(alias: &str) -> Result<Connection, Error> {
+        let alias = registry::alias(alias)?;
+        let obj = alias.get().await?;
+        Ok(Connection::new(alias, obj))
+    }
+
+    fn new(alias: Arc<Alias>, obj: Pooled) -> Connection {
+        Connection {
+            shared: Arc::new(Shared {
+                alias,
+                obj: Some(obj),
+                discard: AtomicBool::new(false),
+                exposed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// pglock's record of the session.
+    pub(crate) fn session(&self) -> &Session {
+        self.shared_session()
+    }
+
+    /// The session, shareable beyond this checkout (it may be back in the pool,
+    /// serving someone else, while a clone of it waits for a reply).
+    pub(crate) fn shared_session(&self) -> &Arc<Session> {
+        self.shared.obj.as_deref().expect("present until drop")
+    }
+
+    /// Runs pglock's statements on this checkout (prepared once per session).
+    pub(crate) fn exec(&self) -> Exec<'_> {
+        Exec::on(self.session())
+    }
+
+    /// Records that user code has this connection: it may leave anything on the
+    /// session, so the server-side return check runs when it goes back. Returns
+    /// the connection, to hand it out.
+    pub(crate) fn expose(&self) -> &Connection {
+        self.shared.exposed.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether user code has had this connection ([`expose`](Connection::expose)).
+    pub(crate) fn is_exposed(&self) -> bool {
+        self.shared.exposed.load(Ordering::Relaxed)
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.session().client
+    }
+
+    /// The server process id of this connection's session (`pg_backend_pid()`).
+    pub fn backend_pid(&self) -> i32 {
+        self.session().pid
+    }
+
+    /// The registry alias this connection belongs to.
+    pub fn alias(&self) -> &str {
+        &self.shared.alias.name
+    }
+
+    /// Its alias's configuration.
+    pub(crate) fn config(&self) -> &crate::pool::config::Config {
+        self.shared.alias.config()
+    }
+
+    /// Whether its alias releases session locks pipelined
+    /// ([`Config::pipelined_release`](crate::pool::config::Config::pipelined_release)).
+    pub(crate) fn pipelined_release(&self) -> bool {
+        self.shared.alias.pipelined_release()
+    }
+
+    /// How often a lock held on it is checked
+    /// ([`Config::heartbeat`](crate::pool::config::Config::heartbeat)).
+    pub(crate) fn heartbeat_interval(&self) -> Option<Duration> {
+        self.shared.alias.heartbeat()
+    }
+
+    /// Closes the session instead of returning it to the pool when the last clone
+    /// is dropped. The server then releases every lock the session held.
+    pub fn discard(&self) {
+        self.shared.discard.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Deref for Connection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.client()
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("alias", &self.alias())
+            .field("backend_pid", &self.backend_pid())
+            .finish()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(obj) = self.obj.take() else { return };
+        if *self.discard.get_mut() || obj.client.is_closed() {
+            drop(Object::take(obj));
+            return;
+        }
+        if !*self.exposed.get_mut() {
+            // Only pglock's own statements ran, and each undo step succeeded
+            // (a failed one sets `discard`).
+            drop(obj);
+            return;
+        }
+        let alias = self.alias.name.clone();
+        // Run by the connection's driver: no task, and no hop to another thread.
+        let checks = obj.checks.clone();
+        checks.push(Box::pin(async move {
+            match return_check(&obj).await {
+                Ok(()) => drop(obj),
+                Err(why) => {
+                    tracing::debug!(target: "pglock", alias = %alias, pid = obj.pid, reason = %why,
+                        "closing a connection instead of returning it to the pool");
+                    drop(Object::take(obj));
+                }
+            }
+        }));
+    }
+}
+
+/// Checks on the server that a connection may be reused.
+async fn return_check(conn: &Session) -> Result<(), String> {
+    let check = if conn.behind_pooler() {
+        sql::RETURN_CHECK_BEHIND_POOLER
+    } else {
+        sql::RETURN_CHECK
+    };
+    let rows = conn
+        .client
+        .simple_query(check)
+        .await
+        .map_err(|e| format!("check failed: {e}"))?;
+    let row = first_row(&rows).ok_or("check returned no row")?;
+    if row.get(0) != Some("t") {
+        return Err("a transaction block is open".into());
+    }
+    if conn.behind_pooler() {
+        return Ok(());
+    }
+    if row.get(1) != Some("0") {
+        return Err(format!(
+            "{} advisory lock(s) still held",
+            row.get(1).unwrap_or("?")
+        ));
+    }
+    if row.get(2) != Some(conn.base_lock_timeout.as_str()) {
+        return Err(format!(
+            "lock_timeout is {:?}, not {:?}",
+            row.get(2),
+            conn.base_lock_timeout
+        ));
+    }
+    Ok(())
+}

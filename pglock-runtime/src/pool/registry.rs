@@ -1,0 +1,376 @@
+//! Database aliases and their connection pools: the registry, the deadpool
+//! manager that opens pglock's sessions, and pool statistics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, ErrorKind};
+use crate::pool::config::Config;
+use crate::wire::driver::{self, Checks};
+use crate::wire::exec::first_row;
+use crate::wire::session::Session;
+use crate::{rt, sql};
+
+/// The alias used when none is named.
+///
+/// ```
+/// assert_eq!(pglock_runtime::DEFAULT_ALIAS, "default");
+/// ```
+pub const DEFAULT_ALIAS: &str = "default";
+
+/// Registers a database alias for use with `using = "alias"`.
+///
+/// The `"default"` alias needs no registration: on first use it reads
+/// `DATABASE_URL`. Registering it explicitly is allowed, once, before its first use.
+///
+/// ```no_run
+/// use pglock_runtime::{register, Config};
+///
+/// register("analytics", Config::from_url("postgres://localhost/analytics")?)?;
+/// # Ok::<(), pglock_runtime::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Configuration`] when the alias is already registered (or, for
+/// `"default"`, already configured from `DATABASE_URL` by an earlier use), or the
+/// configuration is invalid ([`Config::schema`]).
+pub fn register(alias: &str, config: Config) -> Result<(), Error> {
+    config.check().map_err(|e| e.with_alias(alias))?;
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    if map.contains_key(alias) {
+        return Err(Error::config(format!(
+            "database alias `{alias}` is already registered; register each alias once, \
+             before its first use"
+        ))
+        .with_alias(alias));
+    }
+    map.insert(alias.to_owned(), Alias::new(alias, config));
+    Ok(())
+}
+
+/// Whether an alias is registered (for `"default"`: configured, explicitly or from
+/// `DATABASE_URL` by an earlier use).
+///
+/// ```
+/// assert!(!pglock_runtime::is_registered("never-registered"));
+/// ```
+pub fn is_registered(alias: &str) -> bool {
+    registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(alias)
+}
+
+fn registry() -> &'static RwLock<HashMap<String, Arc<Alias>>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<String, Arc<Alias>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Finds an alias, configuring `"default"` from `DATABASE_URL` on first use.
+pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
+    if let Some(a) = registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+    {
+        return Ok(a.clone());
+    }
+    if name != DEFAULT_ALIAS {
+        return Err(Error::config(format!(
+            "database alias `{name}` is not configured: call \
+             `pglock_runtime::register(\"{name}\", config)` before using it"
+        ))
+        .with_alias(name));
+    }
+    let url = std::env::var("DATABASE_URL").map_err(|_| {
+        Error::config(
+            "database alias `default` is not configured: set the `DATABASE_URL` environment \
+             variable or call `pglock_runtime::register(\"default\", config)`",
+        )
+        .with_alias(name)
+    })?;
+    let config = Config::from_url(&url).map_err(|e| {
+        Error::config(format!("`DATABASE_URL` is not a valid database URL: {e}")).with_alias(name)
+    })?;
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    Ok(map
+        .entry(name.to_owned())
+        .or_insert_with(|| Alias::new(name, config))
+        .clone())
+}
+
+/// One registered database: its name, configuration and pool.
+pub(crate) struct Alias {
+    pub(crate) name: Arc<str>,
+    config: Config,
+    /// Connections driven on pglock's own runtime.
+    pool: Pool,
+    /// Connections driven on callers' multi-thread runtimes, one pool per runtime
+    /// (see [`Config::drive_on_caller_runtime`]).
+    local: Mutex<HashMap<tokio::runtime::Id, Pool>>,
+}
+
+type Pool = managed::Pool<Manager>;
+
+/// A session taken from a pool; back in it when dropped.
+pub(crate) type Pooled = Object<Manager>;
+
+impl Alias {
+    fn new(name: &str, config: Config) -> Arc<Alias> {
+        Arc::new(Alias {
+            name: Arc::from(name),
+            pool: Alias::build_pool(name, &config, false),
+            config,
+            local: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn build_pool(name: &str, config: &Config, on_caller: bool) -> Pool {
+        let manager = Manager {
+            alias: Arc::from(name),
+            config: config.clone(),
+            on_caller,
+        };
+        managed::Pool::builder(manager)
+            .max_size(config.max_size)
+            .wait_timeout(Some(config.checkout_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            // The most recently returned connection first: the one whose
+            // pipelined release (if any) the next statements queue behind, and
+            // the warmest; idle ones beyond the working set stay idle.
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
+            .build()
+            .expect("a runtime and a max size are set")
+    }
+
+    /// The pool of the caller's multi-thread runtime, when connections may be
+    /// driven there.
+    fn caller_pool(&self) -> Option<Pool> {
+        if !self.config.drive_on_caller_runtime || !rt::caller_runtime_usable() {
+            return None;
+        }
+        let handle = tokio::runtime::Handle::current();
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return None;
+        }
+        let id = handle.id();
+        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = map.get(&id) {
+            return Some(pool.clone());
+        }
+        // A new runtime: forget the pools of runtimes that have shut down (their
+        // connections closed with them), so that ids reused later start afresh.
+        map.retain(|_, pool| {
+            pool.retain(|c, _| !c.client.is_closed());
+            pool.status().size > 0
+        });
+        let pool = Alias::build_pool(&self.name, &self.config, true);
+        map.insert(id, pool.clone());
+        Some(pool)
+    }
+
+    /// Takes a session from a pool: on a multi-thread runtime (unless configured
+    /// otherwise) one driven by that runtime, else one driven by pglock's. See
+    /// `Connection::checkout`, which wraps it.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<Pooled, Error> {
+        // The pool's timers need a tokio runtime: the caller's when it can run
+        // them, otherwise pglock's own.
+        let obj = if let Some(pool) = self.caller_pool() {
+            pool.get().await
+        } else if rt::caller_runtime_usable() {
+            self.pool.get().await
+        } else {
+            let this = self.clone();
+            rt::spawn(async move { this.pool.get().await })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Pool, format!("checkout task failed: {e}")))?
+        };
+        match obj {
+            Ok(obj) => Ok(obj),
+            Err(e) => Err(self.pool_error(e)),
+        }
+    }
+
+    fn pool_error(&self, e: managed::PoolError<Error>) -> Error {
+        let name = &*self.name;
+        match e {
+            managed::PoolError::Backend(e) => e.with_alias(name),
+            managed::PoolError::Timeout(managed::TimeoutType::Wait) => Error::new(
+                ErrorKind::Pool,
+                format!(
+                    "no connection of alias `{name}` became free within {}: all {} are in use; \
+                     raise `Config::max_size` or `Config::checkout_timeout`",
+                    humantime::format_duration(self.config.checkout_timeout),
+                    self.config.max_size
+                ),
+            )
+            .with_alias(name),
+            managed::PoolError::Timeout(_) => Error::new(
+                ErrorKind::Pool,
+                format!(
+                    "could not connect to the server of alias `{name}` within {}",
+                    humantime::format_duration(self.config.connect_timeout)
+                ),
+            )
+            .with_alias(name),
+            other => Error::new(ErrorKind::Pool, other.to_string()).with_alias(name),
+        }
+    }
+
+    /// [`Config::heartbeat`]: how often a lock held on this alias is checked.
+    pub(crate) fn heartbeat(&self) -> Option<std::time::Duration> {
+        self.config.heartbeat
+    }
+
+    /// The alias's configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// [`Config::pipelined_release`].
+    pub(crate) fn pipelined_release(&self) -> bool {
+        self.config.pipelined_release
+    }
+
+    /// The connections of all of the alias's pools.
+    fn status(&self) -> PoolStatus {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(&self.pool)
+            .chain(local.values())
+            .map(Pool::status)
+            .fold(PoolStatus { open: 0, idle: 0 }, |sum, s| PoolStatus {
+                open: sum.open + s.size,
+                idle: sum.idle + s.available,
+            })
+    }
+}
+
+/// Opens pglock's sessions for a pool, and tells live ones from closed ones.
+pub(crate) struct Manager {
+    alias: Arc<str>,
+    config: Config,
+    /// Connect and drive on the runtime that asks for the connection (a caller's
+    /// multi-thread runtime), not on pglock's.
+    on_caller: bool,
+}
+
+impl managed::Manager for Manager {
+    /// Shared so that a pipelined release can wait for its reply while the
+    /// connection is already back in the pool (see `scope.rs`).
+    type Type = Arc<Session>;
+    type Error = Error;
+
+    async fn create(&self) -> Result<Arc<Session>, Error> {
+        let pg = self.config.pg.clone();
+        let allow_standby = self.config.allow_standby;
+        let behind_pooler = self.config.transaction_pooling;
+        let alias = self.alias.clone();
+        let conn = if self.on_caller {
+            connect(pg, &alias, allow_standby, behind_pooler).await
+        } else {
+            rt::spawn(async move { connect(pg, &alias, allow_standby, behind_pooler).await })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
+        };
+        conn.map(Arc::new)
+    }
+
+    async fn recycle(&self, conn: &mut Arc<Session>, _: &Metrics) -> RecycleResult<Error> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection, spawns its driver on the current runtime, and reads
+/// the facts pglock needs. Refuses a hot standby unless allowed.
+async fn connect(
+    pg: tokio_postgres::Config,
+    alias: &str,
+    allow_standby: bool,
+    behind_pooler: bool,
+) -> Result<Session, Error> {
+    let (client, connection) = pg
+        .connect(NoTls)
+        .await
+        .map_err(|e| connect_error(e, alias))?;
+    let checks = Arc::new(Checks::default());
+    let driver = tokio::spawn(driver::drive(connection, checks.clone(), alias.to_owned()));
+    // Simple protocol: no prepared statement (a transaction pooler would run its
+    // Parse and its Execute on different server sessions).
+    let rows = client
+        .simple_query(sql::CONNECTION_INFO)
+        .await
+        .map_err(|e| Error::from_pg(e).with_alias(alias))?;
+    let row = first_row(&rows)
+        .ok_or_else(|| Error::new(ErrorKind::Database, "no connection info returned"))?;
+    let pid: i32 = row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let in_recovery = row.get(1) == Some("t");
+    let base_lock_timeout = row.get(2).unwrap_or("0").to_owned();
+    if in_recovery && !allow_standby {
+        return Err(Error::new(
+            ErrorKind::Standby,
+            format!(
+                "the server of alias `{alias}` is a hot standby (pg_is_in_recovery() is true): an \
+                 advisory lock taken on a replica excludes nobody on the primary; point the alias \
+                 at the primary, or call `Config::allow_standby(true)` if you really mean it"
+            ),
+        )
+        .with_alias(alias));
+    }
+    Ok(Session::new(
+        client,
+        pid,
+        base_lock_timeout,
+        behind_pooler,
+        checks,
+        driver,
+    ))
+}
+
+fn connect_error(e: tokio_postgres::Error, alias: &str) -> Error {
+    let base = Error::from_pg(e);
+    let kind = match base.kind() {
+        // Authentication and unknown-database errors are configuration problems.
+        ErrorKind::Database => ErrorKind::Configuration,
+        // Failing to connect at all is a pool-level failure, not a lost lock.
+        ErrorKind::ConnectionLost => ErrorKind::Pool,
+        k => k,
+    };
+    base.reclassify(
+        kind,
+        &format!("cannot connect to the server of alias `{alias}`"),
+    )
+    .with_alias(alias)
+}
+
+/// How many connections an alias has open, and how many of them are idle in its
+/// pools (like deadpool's `Status`), from [`pool_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections open, in use or idle.
+    pub open: usize,
+    /// Connections idle in the pools, ready for a checkout.
+    pub idle: usize,
+}
+
+/// Pool statistics of an alias, for tests and monitoring. `None` when the alias
+/// is not configured.
+///
+/// ```
+/// assert_eq!(pglock_runtime::pool_status("no-such-alias"), None);
+/// ```
+pub fn pool_status(alias: &str) -> Option<PoolStatus> {
+    if !is_registered(alias) {
+        return None;
+    }
+    self::alias(alias).ok().map(|a| a.status())
+}

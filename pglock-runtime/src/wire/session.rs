@@ -1,0 +1,123 @@
+//! pglock's record of one server session: its client, backend pid, the
+//! `lock_timeout` it was opened with, its prepared statements, whether it goes
+//! through a transaction pooler, and the checks its driver polls.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_postgres::{Client, Statement};
+
+use crate::error::Error;
+use crate::wire::driver::Checks;
+
+/// An open connection and what pglock knows about its server session.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    /// The backend's process id.
+    pub(crate) pid: i32,
+    /// `lock_timeout` as it was when the connection was opened; a connection goes
+    /// back to the pool only with this value.
+    pub(crate) base_lock_timeout: String,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+    /// Behind a transaction pooler (declared, or detected): no prepared
+    /// statements, no session-level state.
+    behind_pooler: AtomicBool,
+    /// Checks the driver polls (pipelined releases, return checks).
+    pub(crate) checks: Arc<Checks>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+/// Backend pids of every connection this process has open through pglock (the
+/// prioritize watchdog never signals them).
+pub(crate) fn own_pids() -> HashSet<i32> {
+    OWN_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+static OWN_PIDS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+impl Session {
+    /// Records a session just opened (its pid joins [`own_pids`] until it is
+    /// dropped). `driver` is the task driving its socket, aborted on drop.
+    pub(crate) fn new(
+        client: Client,
+        pid: i32,
+        base_lock_timeout: String,
+        behind_pooler: bool,
+        checks: Arc<Checks>,
+        driver: tokio::task::JoinHandle<()>,
+    ) -> Session {
+        OWN_PIDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Default::default)
+            .insert(pid);
+        Session {
+            client,
+            pid,
+            base_lock_timeout,
+            statements: Mutex::new(HashMap::new()),
+            behind_pooler: AtomicBool::new(behind_pooler),
+            checks,
+            driver,
+        }
+    }
+
+    /// Whether this connection goes through a transaction pooler.
+    pub(crate) fn behind_pooler(&self) -> bool {
+        self.behind_pooler.load(Ordering::Relaxed)
+    }
+
+    /// Records that this connection turned out to go through a transaction pooler.
+    pub(crate) fn mark_behind_pooler(&self) {
+        tracing::warn!(target: "pglock", pid = self.pid,
+            "this connection goes through a transaction-pooling proxy: its server session changes between statements");
+        self.behind_pooler.store(true, Ordering::Relaxed);
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// A prepared statement for `sql`, prepared once per connection.
+    pub(crate) async fn statement(&self, sql: &'static str) -> Result<Statement, Error> {
+        if let Some(s) = self.cached(sql) {
+            return Ok(s);
+        }
+        let stmt = self.client.prepare(sql).await.map_err(Error::from_pg)?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Closes the socket now: the server ends the session and releases every lock
+    /// it held, whoever is using the connection.
+    pub(crate) fn close(&self) {
+        self.driver.abort();
+    }
+
+    /// The statement prepared for `sql` on this session, if it is.
+    pub(crate) fn cached(&self, sql: &'static str) -> Option<Statement> {
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(set) = OWN_PIDS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            set.remove(&self.pid);
+        }
+        // Closes the socket now rather than when the driver notices.
+        self.driver.abort();
+    }
+}
