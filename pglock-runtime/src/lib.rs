@@ -39,6 +39,7 @@ pub use api::table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
 pub use api::timeout::{lock_timeout, LockTimeout};
 pub use error::{Error, ErrorKind};
 pub use inspect::inspector::{inspect, Inspector, LockFilter};
+pub use inspect::runs::{runs, Runs};
 pub use inspect::tree::{blocking_tree, BlockingNode};
 pub use key::{KeyHash, LockKey, ToLockKey};
 pub use lock::timeout::MAX_LOCK_TIMEOUT;

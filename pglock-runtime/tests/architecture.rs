@@ -39,6 +39,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("lock::holders", 3),
     ("lock::queue", 3),
     ("lock::schema", 3),
+    ("lock::slot", 3),
     ("lock::timeout", 3),
     ("lock::txn", 3),
     ("lock::watchdog", 3),
@@ -55,6 +56,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("api::timeout", 5),
     ("inspect", 5),
     ("inspect::inspector", 5),
+    ("inspect::runs", 5),
     ("inspect::tree", 5),
     // 6, `lib.rs`: module declarations and re-exports.
     ("crate", 6),

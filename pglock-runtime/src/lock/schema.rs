@@ -152,3 +152,20 @@ fn schema_error(e: Error, name: &str, role: Option<&str>) -> Error {
     )
     .with_source_of(e)
 }
+
+/// A failed read of pglock's schema; a role without the grants is told which.
+pub(crate) fn read_error(e: Error, name: &str) -> Error {
+    if e.sqlstate() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return e;
+    }
+    let s = sql::quote_ident(name);
+    Error::new(
+        ErrorKind::Permission,
+        format!(
+            "this role may not read pglock's schema `{name}`: grant it with \
+             `GRANT USAGE ON SCHEMA {s} TO <role>; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN \
+             SCHEMA {s} TO <role>;`"
+        ),
+    )
+    .with_source_of(e)
+}

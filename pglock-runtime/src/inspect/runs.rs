@@ -1,0 +1,165 @@
+//! The record of scheduled runs, for operators: recent runs per job, and the
+//! slots of `once_per` jobs that ran on no instance ("the 03:00 run did not
+//! happen anywhere").
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+
+use crate::error::Error;
+use crate::lock::schema;
+use crate::pool::connection::Connection;
+use crate::pool::registry::DEFAULT_ALIAS;
+use crate::run::{MissedSlot, Run};
+
+/// The runs of scheduled jobs recorded on the `"default"` alias; see [`Runs`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// use std::time::{Duration, SystemTime};
+///
+/// let last_day = pglock_runtime::runs()
+///     .job("app::nightly")
+///     .since(SystemTime::now() - Duration::from_secs(86_400));
+/// for run in last_day.recent().await? {
+///     println!("{} on {}: {}", run.slot, run.host, run.outcome);
+/// }
+/// for slot in last_day.missed().await? {
+///     println!("{} did not run at {:?} anywhere", slot.job, slot.slot_start);
+/// }
+/// # Ok(()) }
+/// ```
+pub fn runs() -> Runs {
+    Runs::new()
+}
+
+/// Which recorded runs to read: every job, or one; since a time (default: the
+/// last 24 hours); at most a number of rows (default 100). Reads never create
+/// pglock's schema: where it does not exist, nothing has run, and the lists are
+/// empty.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Runs {
+    alias: Cow<'static, str>,
+    job: Option<String>,
+    since: Option<SystemTime>,
+    limit: i64,
+}
+
+impl Default for Runs {
+    fn default() -> Runs {
+        Runs::new()
+    }
+}
+
+impl Runs {
+    /// Every job's runs of the last 24 hours on `"default"`.
+    pub fn new() -> Runs {
+        Runs {
+            alias: Cow::Borrowed(DEFAULT_ALIAS),
+            job: None,
+            since: None,
+            limit: 100,
+        }
+    }
+
+    /// Reads through a registered alias instead of `"default"` (and its
+    /// [`Config::schema`](crate::Config::schema)).
+    pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> Runs {
+        self.alias = alias.into();
+        self
+    }
+
+    /// Only this job: an annotated function's path (`module::function`) or the
+    /// name given to [`AdvisoryLock::job`](crate::AdvisoryLock::job).
+    pub fn job(mut self, name: impl Into<String>) -> Runs {
+        self.job = Some(name.into());
+        self
+    }
+
+    /// Only runs started (and slots starting) at or after `t`, on the server's
+    /// clock.
+    pub fn since(mut self, t: SystemTime) -> Runs {
+        self.since = Some(t);
+        self
+    }
+
+    /// At most `n` runs (newest first). Missed slots are not limited.
+    pub fn limit(mut self, n: u32) -> Runs {
+        self.limit = i64::from(n);
+        self
+    }
+
+    fn since_or_default(&self) -> SystemTime {
+        self.since
+            .unwrap_or_else(|| SystemTime::now() - Duration::from_secs(86_400))
+    }
+
+    /// Recorded runs, newest first.
+    ///
+    /// # Errors
+    ///
+    /// Checkout and database errors ([`ErrorKind::Permission`](crate::ErrorKind::Permission)
+    /// when the role may not read pglock's schema).
+    pub async fn recent(&self) -> Result<Vec<Run>, Error> {
+        let conn = Connection::checkout(&self.alias).await?;
+        let statements = schema::statements(conn.config().schema_name());
+        let since = self.since_or_default();
+        let rows = conn
+            .exec()
+            .query(
+                &statements.runs,
+                &[
+                    (&self.job, Type::TEXT),
+                    (&since, Type::TIMESTAMPTZ),
+                    (&self.limit, Type::INT8),
+                ],
+            )
+            .await;
+        let rows = not_installed_is_empty(rows, conn.config().schema_name())?;
+        Ok(rows.iter().map(Run::from_row).collect())
+    }
+
+    /// The slots of `once_per` jobs, from the later of [`since`](Runs::since) and
+    /// the job's first recorded run up to the slot before the current one, for
+    /// which no instance claimed a run. (Jobs with `slot = <expr>` name their
+    /// own slots, so pglock cannot know which of them were due.)
+    ///
+    /// # Errors
+    ///
+    /// As [`recent`](Runs::recent).
+    pub async fn missed(&self) -> Result<Vec<MissedSlot>, Error> {
+        let conn = Connection::checkout(&self.alias).await?;
+        let statements = schema::statements(conn.config().schema_name());
+        let since = self.since_or_default();
+        let rows = conn
+            .exec()
+            .query(
+                &statements.missed,
+                &[(&self.job, Type::TEXT), (&since, Type::TIMESTAMPTZ)],
+            )
+            .await;
+        let rows = not_installed_is_empty(rows, conn.config().schema_name())?;
+        Ok(rows.iter().map(MissedSlot::from_row).collect())
+    }
+}
+
+/// No schema (or no `runs` table yet): nothing ran.
+fn not_installed_is_empty(
+    rows: Result<Vec<tokio_postgres::Row>, Error>,
+    schema_name: &str,
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    match rows {
+        Err(e)
+            if matches!(
+                e.sqlstate(),
+                Some(&SqlState::INVALID_SCHEMA_NAME | &SqlState::UNDEFINED_TABLE)
+            ) =>
+        {
+            Ok(Vec::new())
+        }
+        r => r.map_err(|e| schema::read_error(e, schema_name)),
+    }
+}
