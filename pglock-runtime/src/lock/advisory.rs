@@ -17,7 +17,7 @@ use crate::sql::{self, ClaimForm};
 use crate::wire::exec::{Exec, KeyParams, Param};
 
 /// For an exclusive, waiting acquisition on a fresh connection: waits for this
-/// task's turn in the in-process queue of the key (see `queue.rs`), counting that
+/// task's turn in the in-process queue of the key (see `lock/queue.rs`), counting that
 /// time against a bounded wait. Returns the turn and the wait left for the server.
 pub(crate) async fn take_turn(
     alias: &str,
