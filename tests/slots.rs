@@ -235,10 +235,16 @@ async fn exactly_once_per_tick(mode: &str) {
         .expect("pglock.runs");
     assert_eq!(rows.len(), f.ticks.len(), "one recorded run per slot");
     for row in rows {
-        assert_eq!(row.get::<_, &str>(1), "succeeded", "{:?}", row.get::<_, &str>(0));
-        assert!(row
-            .get::<_, &str>(2)
-            .starts_with("slot-worker-"), "run recorded with the worker's application_name");
+        assert_eq!(
+            row.get::<_, &str>(1),
+            "succeeded",
+            "{:?}",
+            row.get::<_, &str>(0)
+        );
+        assert!(
+            row.get::<_, &str>(2).starts_with("slot-worker-"),
+            "run recorded with the worker's application_name"
+        );
     }
 }
 

@@ -361,9 +361,16 @@ fn suggest(word: &str, choices: &[&'static str]) -> Option<&'static str> {
         "database" | "db" | "alias" => Some("using"),
         "nowait" | "wait" | "try" | "acquire_timeout" => Some("timeout"),
         // ShedLock's `lockAtLeastFor` / `runAtMostOncePer`, and the obvious guesses.
-        "lock_at_least_for" | "at_least" | "at_least_for" | "lock_at_most_once_per"
-        | "at_most_once_per" | "run_at_most_once_per" | "run_once_per" | "once_every"
-        | "every" | "period" => Some("once_per"),
+        "lock_at_least_for"
+        | "at_least"
+        | "at_least_for"
+        | "lock_at_most_once_per"
+        | "at_most_once_per"
+        | "run_at_most_once_per"
+        | "run_once_per"
+        | "once_every"
+        | "every"
+        | "period" => Some("once_per"),
         "tick" | "slot_key" | "fire_time" | "run_key" => Some("slot"),
         "retry_on_failure" | "retries" | "retry_failed" => Some("retry"),
         _ => None,
@@ -895,7 +902,10 @@ mod tests {
         );
         let (_, errors) = parse(Kind::AdvisoryLock, quote!(once_per = "1m", slot = day));
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with("`once_per` and `slot` both say"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("`once_per` and `slot` both say"),
+            "{errors:?}"
+        );
         let (_, errors) = parse(Kind::AdvisoryLock, quote!(slot, once_per));
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("`slot` needs a value"), "{errors:?}");
@@ -904,11 +914,19 @@ mod tests {
 
     #[test]
     fn shedlock_names_suggest_once_per() {
-        for word in ["lock_at_least_for", "at_least", "run_at_most_once_per", "every"] {
+        for word in [
+            "lock_at_least_for",
+            "at_least",
+            "run_at_most_once_per",
+            "every",
+        ] {
             let name = Ident::new(word, Span::call_site());
             let (_, errors) = parse(Kind::AdvisoryLock, quote!(#name = "1m"));
             assert_eq!(errors.len(), 1, "{errors:?}");
-            assert!(errors[0].ends_with("did you mean `once_per`?"), "{errors:?}");
+            assert!(
+                errors[0].ends_with("did you mean `once_per`?"),
+                "{errors:?}"
+            );
         }
         let (_, errors) = parse(Kind::AdvisoryLock, quote!(retries = true));
         assert!(errors[0].ends_with("did you mean `retry`?"), "{errors:?}");

@@ -124,7 +124,11 @@ fn check_slot(cx: &Ctxt, args: &Args) -> Option<Slot> {
         // Reported where the later of the two was parsed (`attr.rs`).
         return None;
     }
-    let named = args.once_per.as_ref().map(|o| o.span).or(args.slot.as_ref().map(|s| s.span));
+    let named = args
+        .once_per
+        .as_ref()
+        .map(|o| o.span)
+        .or(args.slot.as_ref().map(|s| s.span));
     if let (Some(_), Some(shared)) = (named, &args.shared) {
         if shared.value {
             cx.error_at(
@@ -514,7 +518,10 @@ mod tests {
             &[(Kind::AdvisoryLock, quote!(once_per = "1s", shared))],
             result_fn(),
         );
-        assert!(e[0].starts_with("`shared` cannot be used with `once_per`"), "{e:?}");
+        assert!(
+            e[0].starts_with("`shared` cannot be used with `once_per`"),
+            "{e:?}"
+        );
         let e = errors(&[(Kind::AdvisoryLock, quote!(retry))], result_fn());
         assert!(e[0].starts_with("`retry` says whether"), "{e:?}");
         let (c, e) = check_all(
@@ -522,7 +529,10 @@ mod tests {
             result_fn(),
         );
         assert!(e.is_empty(), "{e:?}");
-        assert!(matches!(c.unwrap().advisory.unwrap().slot, Some(Slot::Expr(_))));
+        assert!(matches!(
+            c.unwrap().advisory.unwrap().slot,
+            Some(Slot::Expr(_))
+        ));
     }
 
     #[test]

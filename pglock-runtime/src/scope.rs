@@ -266,17 +266,17 @@ impl Active {
             let claimed = match taken.map_err(|e| lock.wait.report(e)) {
                 Ok(claimed) => claimed,
                 Err(e) => {
-                if self.own_txn {
-                    // Roll back first: the holders query needs a usable session.
-                    self.own_txn = false;
-                    self.applied = None; // a transaction-local value ends with it
-                    exec.batch(sql::ROLLBACK).await?;
-                }
-                return Err(if spec.holders {
-                    advisory::failed(exec, lock.key, e).await
-                } else {
-                    e.with_key(lock.key)
-                });
+                    if self.own_txn {
+                        // Roll back first: the holders query needs a usable session.
+                        self.own_txn = false;
+                        self.applied = None; // a transaction-local value ends with it
+                        exec.batch(sql::ROLLBACK).await?;
+                    }
+                    return Err(if spec.holders {
+                        advisory::failed(exec, lock.key, e).await
+                    } else {
+                        e.with_key(lock.key)
+                    });
                 }
             };
             self.lock = Some(lock);

@@ -166,7 +166,10 @@ mod tests {
     fn labels() {
         let t = UNIX_EPOCH + Duration::from_micros(1_764_651_600_123_456);
         assert_eq!(t.to_slot().to_string(), "2025-12-02T05:00:00.123456Z");
-        assert_eq!(Slot::every(Duration::from_secs(90)).to_string(), "every 1m 30s");
+        assert_eq!(
+            Slot::every(Duration::from_secs(90)).to_string(),
+            "every 1m 30s"
+        );
         assert_eq!((&&"x").to_slot(), Slot::named("x"));
         assert_eq!(Slot::micros(Duration::from_nanos(10)), 1);
         assert_eq!(Slot::micros(Duration::from_secs(1)), 1_000_000);

@@ -429,8 +429,10 @@ fn version_table(schema: &str) -> String {
 /// The advisory lock that serializes installs and migrations of one schema
 /// (django-pglock's hash of `pglock.schema:<name>`).
 fn schema_lock_key(schema: &str) -> i64 {
-    match crate::LockKey::hashed(&format!("pglock.schema:{schema}"), crate::KeyHash::DjangoPglock)
-    {
+    match crate::LockKey::hashed(
+        &format!("pglock.schema:{schema}"),
+        crate::KeyHash::DjangoPglock,
+    ) {
         crate::LockKey::Int(k) => k,
         crate::LockKey::Pair(..) => unreachable!("string keys hash to 64 bits"),
     }
@@ -617,7 +619,8 @@ mod tests {
         assert!(s.claim[0][0][0].contains("$12::int4"));
         assert!(!s.claim[0][0][0].contains("$13"));
         assert!(s.claim[1][0][2].contains("$14::int4"));
-        assert!(schema_script("pglock", Some("app")).contains("GRANT USAGE ON SCHEMA \"pglock\" TO \"app\""));
+        assert!(schema_script("pglock", Some("app"))
+            .contains("GRANT USAGE ON SCHEMA \"pglock\" TO \"app\""));
     }
 
     #[test]

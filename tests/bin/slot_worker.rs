@@ -34,7 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pglock_runtime::{advisory_lock, Config};
 
-const USAGE: &str = "usage: slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock|once_per|slot \
+const USAGE: &str =
+    "usage: slot-worker --url URL --name NAME --key KEY --table TABLE --mode lock|once_per|slot \
                      [--period-ms 1000] [--base-ms 100] [--offset-ms 0] [--ticks 6] [--job-ms 5] \
                      [--start-ms EPOCH_MS]";
 

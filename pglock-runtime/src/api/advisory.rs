@@ -233,7 +233,10 @@ impl AdvisoryLock {
             cancel_on_lost: self.cancel_on_lost,
             holders: true,
             slot: self.slot.clone().map(|slot| SlotSpec {
-                job: self.job.clone().unwrap_or_else(|| self.key.to_string().into()),
+                job: self
+                    .job
+                    .clone()
+                    .unwrap_or_else(|| self.key.to_string().into()),
                 slot,
                 retry: self.retry,
             }),
@@ -325,7 +328,16 @@ impl AdvisoryLock {
             Txn::Unknown
         };
         let cancel = Some(&conn);
-        let take = lock(exec, self.key, self.shared, self.xact, wait, txn, cancel, None);
+        let take = lock(
+            exec,
+            self.key,
+            self.shared,
+            self.xact,
+            wait,
+            txn,
+            cancel,
+            None,
+        );
         let taken = if txn == Txn::Ours {
             begin_with(exec, take).await?
         } else {
@@ -403,7 +415,18 @@ impl AdvisoryLock {
     ) -> Result<AdvisoryGuard<'c>, Error> {
         self.check_slot(true)?;
         let exec = Exec::borrowed(client);
-        match lock(exec, self.key, self.shared, self.xact, self.wait, txn, None, None).await {
+        match lock(
+            exec,
+            self.key,
+            self.shared,
+            self.xact,
+            self.wait,
+            txn,
+            None,
+            None,
+        )
+        .await
+        {
             Ok(_) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }

@@ -9,8 +9,8 @@ use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 
 use crate::error::{Error, ErrorKind};
-use crate::wire::exec::Exec;
 use crate::sql::{self, SchemaSql};
+use crate::wire::exec::Exec;
 
 /// Per alias: the statements of its schema, once the schema is known to be at
 /// [`sql::SCHEMA_VERSION`] (or newer).
@@ -22,6 +22,9 @@ fn ready_cell(alias: &str) -> Ready {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    if let Some(cell) = map.get(alias) {
+        return cell.clone();
+    }
     map.entry(alias.to_owned()).or_default().clone()
 }
 
@@ -33,6 +36,9 @@ pub(crate) fn statements(name: &str) -> &'static SchemaSql {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    if let Some(built) = map.get(name) {
+        return built;
+    }
     map.entry(name.to_owned())
         .or_insert_with(|| Box::leak(Box::new(SchemaSql::new(name))))
 }
@@ -75,9 +81,7 @@ enum Missing {
 
 async fn version(exec: Exec<'_>, sql: &str) -> Result<i32, Missing> {
     match exec.client.simple_query(sql).await {
-        Ok(rows) => Ok(first_value(&rows)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)),
+        Ok(rows) => Ok(first_value(&rows).and_then(|v| v.parse().ok()).unwrap_or(0)),
         Err(e)
             if matches!(
                 e.code(),

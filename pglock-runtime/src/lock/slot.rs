@@ -41,7 +41,11 @@ pub(crate) struct Claim<'a> {
 }
 
 impl<'a> Claim<'a> {
-    pub(crate) fn new(statements: &'static SchemaSql, spec: &'a SlotSpec, key: LockKey) -> Claim<'a> {
+    pub(crate) fn new(
+        statements: &'static SchemaSql,
+        spec: &'a SlotSpec,
+        key: LockKey,
+    ) -> Claim<'a> {
         let (label, start, micros) = match &spec.slot {
             Slot::Every(d) => (None, None, Some(Slot::micros(*d))),
             Slot::Named { label, start } => (Some(&**label), *start, None),
