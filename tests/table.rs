@@ -148,10 +148,7 @@ async fn busy_and_bounded_waits_name_the_holder() {
     assert_eq!(err.holders()[0].pid, holder_pid);
 
     // In a caller's transaction, a failure leaves it usable and its lock_timeout alone.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = connect(url()).await;
     client
         .batch_execute("SET lock_timeout = '8s'")
         .await
@@ -163,11 +160,7 @@ async fn busy_and_bounded_waits_name_the_holder() {
         .await
         .unwrap_err();
     assert!(err.is_timeout());
-    let lt: String = txn
-        .query_one("SHOW lock_timeout", &[])
-        .await
-        .expect("usable")
-        .get(0);
+    let lt = show_lock_timeout(txn.client()).await;
     assert_eq!(lt, "8s");
     txn.rollback().await.unwrap();
 
