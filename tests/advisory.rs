@@ -285,11 +285,7 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
                 .await
                 .unwrap_err();
             assert!(err.is_busy());
-            let n: i64 = db
-                .query_one("SELECT count(*) FROM t4", &[])
-                .await
-                .expect("usable")
-                .get(0);
+            let n: i64 = query_value(&db, "SELECT count(*) FROM t4").await;
             assert_eq!(n, 1);
             assert_eq!(show_lock_timeout(&db).await, "9s");
             db.batch_execute("ROLLBACK").await.unwrap();
@@ -314,11 +310,7 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    let n: i64 = txn
-        .query_one("SELECT count(*) FROM t4b", &[])
-        .await
-        .expect("usable")
-        .get(0);
+    let n: i64 = query_value(txn.client(), "SELECT count(*) FROM t4b").await;
     assert_eq!(n, 1);
     let lt = show_lock_timeout(txn.client()).await;
     assert_eq!(lt, "4s");
