@@ -13,6 +13,7 @@ pub fn cpu_micros() -> f64 {
         / 1000.0
 }
 
+/// Resident memory of this process, in bytes (`/proc/self/statm`).
 pub(crate) fn rss_bytes() -> f64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()

@@ -82,6 +82,7 @@ impl Report {
     }
 }
 
+/// Checks the targets of issue 6 against the measured rows.
 pub(crate) fn verdicts(r: &mut Report) {
     let ratio = |a: &str, b: &str| r.value(a) / r.value(b);
     let v = [

@@ -9,6 +9,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Median and 90th percentile of samples, in µs.
 pub(crate) fn median_p90(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort_unstable();
     let m = v[v.len() / 2];

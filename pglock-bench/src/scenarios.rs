@@ -18,6 +18,8 @@ use crate::{wire, KEY};
 /// trips.
 const WIRE_DELAY: Duration = Duration::from_millis(4);
 
+/// Round trips per operation on the wire (through `proxy`), and the round trips
+/// on each operation's critical path (with every server reply delayed).
 pub(crate) async fn wire_counts(
     proxy: &wire::WireCounter,
     counted_url: &str,
@@ -199,6 +201,7 @@ pub(crate) async fn throughput(url: &str, tasks: usize, ops: usize, same_key: bo
     }
 }
 
+/// Operations per second and client CPU per operation, raw and pglock.
 pub(crate) struct Throughput {
     pub(crate) raw: f64,
     pub(crate) pglock: f64,
@@ -206,6 +209,7 @@ pub(crate) struct Throughput {
     pub(crate) pglock_cpu: f64,
 }
 
+/// The raw and pglock row names of a throughput measurement.
 pub(crate) fn throughput_names(tasks: usize, same: bool) -> (&'static str, &'static str) {
     match (tasks, same) {
         (1, false) => ("raw 1 task, distinct keys", "pglock 1 task, distinct keys"),
@@ -223,6 +227,8 @@ pub(crate) fn throughput_names(tasks: usize, same: bool) -> (&'static str, &'sta
     }
 }
 
+/// Resident memory per held lock, and the `pg_locks` rows, while one client holds
+/// 1,000 session locks.
 pub(crate) async fn memory_per_lock(url: &str) -> (f64, f64) {
     let client = session(url, "bench-memory").await;
     let obs = session(url, "bench-observer").await;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::args::Opts;
 use crate::json::{backend_json, lock_json, node_json};
 
+/// The terminal's width when stdout is one (tables are cut to it), else `None`.
 pub(crate) fn terminal_width() -> Option<usize> {
     if !std::io::stdout().is_terminal() {
         return None;
@@ -19,6 +20,7 @@ pub(crate) fn terminal_width() -> Option<usize> {
         .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
 }
 
+/// `850ms` below a second, whole seconds (`2m 5s`) above.
 fn fmt_duration(d: Option<Duration>) -> String {
     match d {
         None => String::new(),
@@ -27,6 +29,7 @@ fn fmt_duration(d: Option<Duration>) -> String {
     }
 }
 
+/// What a lock is on: the relation, the advisory key, or the transaction.
 fn target(l: &LockInfo) -> String {
     if let Some(r) = &l.relation {
         return r.clone();
