@@ -135,14 +135,24 @@ async fn bounded_wait_leaves_lock_timeout_alone() {
     setup();
     let key = unique_key();
     let a = advisory(key).acquire().await.unwrap();
-    let holder = within(10, "lock scope", pglock_runtime::lock_timeout(Duration::from_secs(7)).scope(async {
-        let err = advisory(key).timeout(Duration::from_millis(100)).acquire().await.unwrap_err();
-        assert!(err.is_timeout(), "{err:?}");
-        let db = pglock_runtime::connection().await.unwrap();
-        let idle = db.simple_query("SELECT now() = statement_timestamp()").await.unwrap();
-        let idle = matches!(&idle[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"));
-        (show_lock_timeout(&db).await, idle)
-    }))
+    let holder = within(
+        10,
+        "lock scope",
+        pglock_runtime::lock_timeout(Duration::from_secs(7)).scope(async {
+            let err = advisory(key)
+                .timeout(Duration::from_millis(100))
+                .acquire()
+                .await
+                .unwrap_err();
+            assert!(err.is_timeout(), "{err:?}");
+            let db = pglock_runtime::connection().await.unwrap();
+            let idle = simple_value(&db, "SELECT now() = statement_timestamp()")
+                .await
+                .as_deref()
+                == Some("t");
+            (show_lock_timeout(&db).await, idle)
+        }),
+    )
     .await
     .unwrap();
     assert_eq!(holder, ("7s".to_owned(), true));
@@ -275,11 +285,7 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
                 .await
                 .unwrap_err();
             assert!(err.is_busy());
-            let n: i64 = db
-                .query_one("SELECT count(*) FROM t4", &[])
-                .await
-                .expect("usable")
-                .get(0);
+            let n: i64 = query_value(&db, "SELECT count(*) FROM t4").await;
             assert_eq!(n, 1);
             assert_eq!(show_lock_timeout(&db).await, "9s");
             db.batch_execute("ROLLBACK").await.unwrap();
@@ -288,10 +294,7 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
         .unwrap();
 
     // Through a caller's own transaction.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = connect(url()).await;
     client
         .batch_execute("SET lock_timeout = '4s'")
         .await
@@ -307,17 +310,9 @@ async fn timeout_inside_outer_transaction_leaves_it_usable() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    let n: i64 = txn
-        .query_one("SELECT count(*) FROM t4b", &[])
-        .await
-        .expect("usable")
-        .get(0);
+    let n: i64 = query_value(txn.client(), "SELECT count(*) FROM t4b").await;
     assert_eq!(n, 1);
-    let lt: String = txn
-        .query_one("SHOW lock_timeout", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let lt = show_lock_timeout(txn.client()).await;
     assert_eq!(lt, "4s");
     txn.commit().await.unwrap();
     a.release().await.unwrap();
@@ -353,10 +348,7 @@ async fn xact_lock_lives_and_dies_with_its_transaction() {
     assert_released(&obs, k).await;
 
     // In the caller's transaction: held until that transaction ends.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = connect(url()).await;
     let txn = client.transaction().await.unwrap();
     let g = advisory(key).xact().acquire_in(&txn).await.unwrap();
     assert_eq!(g.release().await.unwrap_err().kind(), ErrorKind::Usage);
@@ -431,15 +423,8 @@ async fn many_tasks_one_lock() {
 async fn locks_on_a_callers_client() {
     setup();
     let obs = observer().await;
-    let (client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let client = connect(url()).await;
+    let pid = backend_pid(&client).await;
     let key = LockKey::Pair(unique_key() as i32, -3);
     let g = advisory(key).acquire_on(&client).await.unwrap();
     assert_eq!(holders(&obs, key).await, vec![pid]);

@@ -177,11 +177,7 @@ async fn shared_holders_coexist() {
 // Scenarios 3 and 6: xact commits on success, rolls back on error, `?`, panic.
 
 async fn count(table: &str) -> i64 {
-    let obs = observer().await;
-    obs.query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    query_value(&observer().await, &format!("SELECT count(*) FROM {table}")).await
 }
 
 #[advisory_lock(key = key, xact)]
@@ -419,15 +415,8 @@ async fn on_lost_cancel_stops_the_body() {
     let key = unique_key();
     let finished = std::sync::Arc::new(AtomicBool::new(false));
     let job = tokio::spawn(long_job(key, finished.clone()));
-    let pid = loop {
-        if let Some(p) = holders(&obs, LockKey::Int(key)).await.first() {
-            break *p;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .unwrap();
+    let pid = wait_for_holder(&obs, LockKey::Int(key)).await;
+    terminate(&obs, pid).await;
     let err = within(10, "job cancelled", job).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockLost);
     assert!(!finished.load(Ordering::SeqCst));
@@ -567,12 +556,7 @@ async fn prioritize_attribute_terminates_blockers() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "attr_prio").await;
-    let reader = session("attr-reader").await;
-    let reader_pid = pid(&reader).await;
-    reader
-        .batch_execute(&format!("BEGIN; SELECT * FROM {t}"))
-        .await
-        .unwrap();
+    let (_reader, reader_pid) = table_reader(url(), "attr-reader", &t).await;
     within(20, "alter gets through", prioritized_alter(t))
         .await
         .unwrap();
@@ -580,12 +564,7 @@ async fn prioritize_attribute_terminates_blockers() {
 
     // An advisory-lock blocker of the acquisition itself.
     let key = unique_key();
-    let holder = session("attr-holder").await;
-    let holder_pid = pid(&holder).await;
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_holder, holder_pid) = advisory_holder(url(), "attr-holder", key).await;
     within(20, "lock gets through", prioritized_lock(key))
         .await
         .unwrap();

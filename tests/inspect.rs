@@ -12,8 +12,8 @@ async fn lists_every_lock_type_with_its_backend() {
     let obs = observer().await;
     let t = fresh_table(&obs, "insp_types").await;
     let key = unique_key();
-    let s = session("lister").await;
-    let s_pid = pid(&s).await;
+    let s = session(url(), "lister").await;
+    let s_pid = backend_pid(&s).await;
     s.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock({key}); UPDATE {t} SET x = 2; LOCK TABLE {t} IN SHARE MODE"
     ))
@@ -113,14 +113,14 @@ async fn blocking_pairs_and_waiting_first() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "insp_pairs").await;
-    let holder = session("holder").await;
-    let holder_pid = pid(&holder).await;
+    let holder = session(url(), "holder").await;
+    let holder_pid = backend_pid(&holder).await;
     holder
         .batch_execute(&format!("BEGIN; LOCK TABLE {t} IN ACCESS SHARE MODE"))
         .await
         .unwrap();
-    let waiter = session("waiter").await;
-    let waiter_pid = pid(&waiter).await;
+    let waiter = session(url(), "waiter").await;
+    let waiter_pid = backend_pid(&waiter).await;
     let w = tokio::spawn({
         let t = t.clone();
         async move {
@@ -166,13 +166,13 @@ async fn blocking_tree_of_a_chain() {
     setup_owned();
     let obs = observer().await;
     let (k1, k2) = (unique_key(), unique_key());
-    let s1 = session("root").await;
-    let s1_pid = pid(&s1).await;
+    let s1 = session(url(), "root").await;
+    let s1_pid = backend_pid(&s1).await;
     s1.execute("SELECT pg_advisory_lock($1)", &[&k1])
         .await
         .unwrap();
-    let s2 = session("middle").await;
-    let s2_pid = pid(&s2).await;
+    let s2 = session(url(), "middle").await;
+    let s2_pid = backend_pid(&s2).await;
     s2.execute("SELECT pg_advisory_lock($1)", &[&k2])
         .await
         .unwrap();
@@ -182,8 +182,8 @@ async fn blocking_tree_of_a_chain() {
             .map(|_| s2)
     });
     wait_until_blocked(&obs, s2_pid).await;
-    let s3 = session("leaf").await;
-    let s3_pid = pid(&s3).await;
+    let s3 = session(url(), "leaf").await;
+    let s3_pid = backend_pid(&s3).await;
     let t3 = tokio::spawn(async move {
         s3.execute("SELECT pg_advisory_lock($1)", &[&k2])
             .await
@@ -256,8 +256,8 @@ async fn holder_lookups() {
 async fn cancel_and_terminate_report_what_was_signalled() {
     setup_owned();
     let obs = observer().await;
-    let s = session("sleeper").await;
-    let s_pid = pid(&s).await;
+    let s = session(url(), "sleeper").await;
+    let s_pid = backend_pid(&s).await;
     let sleeping = tokio::spawn(async move {
         let r = s.batch_execute("SELECT pg_sleep(30)").await;
         (r, s)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pglock_runtime::{advisory, connection_for, register, Config, ErrorKind, LockKey};
-use pglock_tests::{holders, session_at, unique_key, within};
+use pglock_tests::{backend_pid, holders, session, unique_key, within};
 
 fn cluster() -> &'static pglock_testkit::Cluster {
     // Tests here need a server they started, with a pooler in front of it.
@@ -21,7 +21,7 @@ async fn transaction_pooling_is_detected_and_session_locks_refused() {
         Config::from_url(&bouncer.url()).unwrap().max_size(1),
     )
     .unwrap();
-    let obs = session_at(&pg.url(), "observer").await;
+    let obs = session(&pg.url(), "observer").await;
     let key = unique_key();
 
     let c = connection_for("txpool").await.unwrap();
@@ -31,13 +31,9 @@ async fn transaction_pooling_is_detected_and_session_locks_refused() {
     // client's open transaction, so pglock's next statement runs elsewhere.
     let mut pinned = None;
     for _ in 0..10 {
-        let x = session_at(&bouncer.url(), "pinner").await;
+        let x = session(&bouncer.url(), "pinner").await;
         x.batch_execute("BEGIN").await.unwrap();
-        let pid: i32 = x
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let pid = backend_pid(&x).await;
         if pid == opened_on {
             pinned = Some(x);
             break;
@@ -82,7 +78,7 @@ async fn xact_locks_work_behind_transaction_pooling() {
             .transaction_pooling(true),
     )
     .unwrap();
-    let obs = session_at(&pg.url(), "observer").await;
+    let obs = session(&pg.url(), "observer").await;
     let key = unique_key();
     let k = LockKey::Int(key);
 
@@ -99,7 +95,7 @@ async fn xact_locks_work_behind_transaction_pooling() {
     let held_by = holders(&obs, k).await;
     assert_eq!(held_by.len(), 1, "held on the server");
     // It excludes others: a direct session, and another pooled client.
-    let direct = session_at(&pg.url(), "direct").await;
+    let direct = session(&pg.url(), "direct").await;
     let got: bool = direct
         .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
         .await
@@ -110,12 +106,7 @@ async fn xact_locks_work_behind_transaction_pooling() {
     assert!(err.is_busy(), "{err:?}");
     // Statements in the guard's transaction stay on the holding session.
     for _ in 0..5 {
-        let pid: i32 = g
-            .client()
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let pid = backend_pid(g.client()).await;
         assert_eq!(vec![pid], held_by);
     }
     g.commit().await.unwrap();
@@ -126,11 +117,7 @@ async fn xact_locks_work_behind_transaction_pooling() {
         let pids = lock
             .run(async {
                 let db = connection_for("txpool-declared").await.unwrap();
-                let pid: i32 = db
-                    .query_one("SELECT pg_backend_pid()", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
+                let pid = backend_pid(&db).await;
                 (pid, holders(&obs, k).await)
             })
             .await
@@ -166,15 +153,10 @@ async fn session_pooling_works_normally() {
     let pg = cluster();
     let bouncer = pg.start_pgbouncer("session", 3).expect("pgbouncer");
     register("sespool", Config::from_url(&bouncer.url()).unwrap()).unwrap();
-    let obs = session_at(&pg.url(), "observer").await;
+    let obs = session(&pg.url(), "observer").await;
     let key = unique_key();
     let g = advisory(key).using("sespool").acquire().await.unwrap();
-    let pid: i32 = g
-        .client()
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(g.client()).await;
     assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![pid]);
     let err = advisory(key)
         .using("sespool")

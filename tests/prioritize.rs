@@ -18,12 +18,7 @@ async fn relation_lock_blocker_is_terminated_and_the_body_completes() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_rel").await;
-    let blocker = session("long-reader").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .batch_execute(&format!("BEGIN; SELECT * FROM {t}"))
-        .await
-        .unwrap();
+    let (blocker, blocker_pid) = table_reader(url(), "long-reader", &t).await;
 
     let done = within(
         20,
@@ -57,7 +52,7 @@ async fn advisory_lock_blocker_is_terminated() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let (_blocker, blocker_pid) = advisory_holder("advisory-holder", key).await;
+    let (_blocker, blocker_pid) = advisory_holder(url(), "advisory-holder", key).await;
 
     let done = within(
         20,
@@ -86,8 +81,8 @@ async fn cancel_action_cancels_the_blocking_statement() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_cancel").await;
-    let blocker = session("slow-query").await;
-    let blocker_pid = pid(&blocker).await;
+    let blocker = session(url(), "slow-query").await;
+    let blocker_pid = backend_pid(&blocker).await;
     // A long statement in a transaction holding a lock: cancelling it aborts the
     // transaction, which releases the lock, and leaves the session alive.
     let running = tokio::spawn({
@@ -141,7 +136,7 @@ async fn cancel_action_cancels_the_blocking_statement() {
         ErrorKind::Cancelled
     );
     assert!(
-        backend_state(&obs, blocker_pid).await.is_some(),
+        !is_gone(&obs, blocker_pid).await,
         "cancel leaves the session alive"
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
@@ -170,7 +165,7 @@ async fn young_blockers_are_spared_by_min_blocker_age() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let (_blocker, blocker_pid) = advisory_holder("young", key).await;
+    let (_blocker, blocker_pid) = advisory_holder(url(), "young", key).await;
     let done = Prioritize::new()
         .interval(ms(100))
         .min_blocker_age(Duration::from_secs(60))
@@ -180,7 +175,7 @@ async fn young_blockers_are_spared_by_min_blocker_age() {
         .unwrap();
     assert!(done.output.unwrap_err().is_timeout());
     assert!(done.actions.is_empty());
-    assert!(backend_state(&obs, blocker_pid).await.is_some());
+    assert!(!is_gone(&obs, blocker_pid).await);
 }
 
 #[tokio::test]
@@ -190,11 +185,11 @@ async fn max_kills_caps_each_tick_and_periodic_false_acts_once() {
     let key = unique_key();
     let mut blockers = Vec::new();
     for i in 0..3 {
-        let s = session(&format!("sharer-{i}")).await;
+        let s = session(url(), &format!("sharer-{i}")).await;
         s.execute("SELECT pg_advisory_lock_shared($1)", &[&key])
             .await
             .unwrap();
-        blockers.push((pid(&s).await, s));
+        blockers.push((backend_pid(&s).await, s));
     }
     let done = Prioritize::new()
         .interval(ms(200))
@@ -210,10 +205,7 @@ async fn max_kills_caps_each_tick_and_periodic_false_acts_once() {
     assert_gone(&obs, killed).await;
     for (p, _) in &blockers {
         if *p != killed {
-            assert!(
-                backend_state(&obs, *p).await.is_some(),
-                "pid {p} was spared"
-            );
+            assert!(!is_gone(&obs, *p).await, "pid {p} was spared");
         }
     }
 
@@ -237,7 +229,7 @@ async fn dry_run_reports_but_kills_nothing() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let (_blocker, blocker_pid) = advisory_holder("dry", key).await;
+    let (_blocker, blocker_pid) = advisory_holder(url(), "dry", key).await;
     let done = Prioritize::new()
         .interval(ms(100))
         .dry_run(true)
@@ -251,7 +243,7 @@ async fn dry_run_reports_but_kills_nothing() {
         .actions
         .iter()
         .all(|a| a.dry_run && !a.signalled && a.backend.pid == blocker_pid));
-    assert!(backend_state(&obs, blocker_pid).await.is_some());
+    assert!(!is_gone(&obs, blocker_pid).await);
 }
 
 #[tokio::test]
@@ -259,7 +251,7 @@ async fn application_name_and_user_filters() {
     setup_owned();
     let obs = observer().await;
     let key = unique_key();
-    let (_blocker, blocker_pid) = advisory_holder("protected-service", key).await;
+    let (_blocker, blocker_pid) = advisory_holder(url(), "protected-service", key).await;
     for p in [
         Prioritize::new().deny_application_names(["protected-service"]),
         Prioritize::new().allow_application_names(["someone-else"]),
@@ -275,7 +267,7 @@ async fn application_name_and_user_filters() {
         assert!(done.output.unwrap_err().is_timeout());
         assert!(done.actions.is_empty());
     }
-    assert!(backend_state(&obs, blocker_pid).await.is_some());
+    assert!(!is_gone(&obs, blocker_pid).await);
     let done = within(
         20,
         "allowed",
@@ -298,16 +290,8 @@ async fn second_degree_blockers_are_untouched_by_default() {
     setup_owned();
     let obs = observer().await;
     let (k1, k2) = (unique_key(), unique_key());
-    let s1 = session("first-degree-holder").await;
-    let s1_pid = pid(&s1).await;
-    s1.execute("SELECT pg_advisory_lock($1)", &[&k1])
-        .await
-        .unwrap();
-    let s2 = session("second").await;
-    let s2_pid = pid(&s2).await;
-    s2.execute("SELECT pg_advisory_lock($1)", &[&k2])
-        .await
-        .unwrap();
+    let (_s1, s1_pid) = advisory_holder(url(), "first-degree-holder", k1).await;
+    let (s2, s2_pid) = advisory_holder(url(), "second", k2).await;
     let s2_wait =
         tokio::spawn(async move { s2.execute("SELECT pg_advisory_lock($1)", &[&k1]).await });
     wait_until_blocked(&obs, s2_pid).await;
@@ -331,16 +315,12 @@ async fn second_degree_blockers_are_untouched_by_default() {
     );
     assert!(s2_wait.await.unwrap().is_err());
     assert!(
-        backend_state(&obs, s1_pid).await.is_some(),
+        !is_gone(&obs, s1_pid).await,
         "the second-degree blocker survives"
     );
 
     // With indirect(true) the holder at the root goes too.
-    let s3 = session("third").await;
-    let s3_pid = pid(&s3).await;
-    s3.execute("SELECT pg_advisory_lock($1)", &[&k2])
-        .await
-        .unwrap();
+    let (s3, s3_pid) = advisory_holder(url(), "third", k2).await;
     assert_eq!(holders(&obs, LockKey::Int(k2)).await, vec![s3_pid]);
     let s3_wait =
         tokio::spawn(async move { s3.execute("SELECT pg_advisory_lock($1)", &[&k1]).await });
@@ -371,12 +351,7 @@ async fn timeout_shorter_than_interval_fails_first() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "prio_to").await;
-    let blocker = session("reader").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .batch_execute(&format!("BEGIN; SELECT * FROM {t}"))
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = table_reader(url(), "reader", &t).await;
     let done = Prioritize::new()
         .interval(Duration::from_secs(3))
         .timeout(Some(ms(300)))
@@ -393,7 +368,7 @@ async fn timeout_shorter_than_interval_fails_first() {
     let err = pglock_runtime::Error::from(done.output.unwrap_err());
     assert_eq!(err.kind(), ErrorKind::LockTimeout);
     assert!(done.actions.is_empty());
-    assert!(backend_state(&obs, blocker_pid).await.is_some());
+    assert!(!is_gone(&obs, blocker_pid).await);
 }
 
 /// A watchdog that cannot signal (a role without the privilege) fails the scope
@@ -414,11 +389,7 @@ async fn watchdog_failure_surfaces_at_scope_end() {
     let alias: &'static str = Box::leak(role.clone().into_boxed_str());
     register(alias, Config::new(cfg)).unwrap();
     let key = unique_key();
-    let blocker = session("superuser-holder").await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = advisory_holder(url(), "superuser-holder", key).await;
     let err = Prioritize::new()
         .interval(ms(100))
         .timeout(Some(ms(700)))
@@ -427,7 +398,7 @@ async fn watchdog_failure_surfaces_at_scope_end() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("prioritize watchdog"), "{err}");
-    assert!(backend_state(&obs, pid(&blocker).await).await.is_some());
+    assert!(!is_gone(&obs, blocker_pid).await);
 }
 
 /// `using` is honoured by the watchdog: the protected work and the blocker are on a
@@ -438,12 +409,7 @@ async fn using_a_second_server() {
     let second = pglock_testkit::Cluster::start().expect("second cluster");
     register("second", Config::from_url(&second.url()).unwrap()).unwrap();
     let key = unique_key();
-    let blocker = session_at(&second.url(), "remote-holder").await;
-    let blocker_pid = pid(&blocker).await;
-    blocker
-        .execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .unwrap();
+    let (_blocker, blocker_pid) = advisory_holder(&second.url(), "remote-holder", key).await;
     let done = within(
         20,
         "second server",

@@ -10,16 +10,6 @@ async fn pid_of(alias: &str) -> i32 {
     connection_for(alias).await.unwrap().backend_pid()
 }
 
-async fn gone(obs: &tokio_postgres::Client, pid: i32) -> bool {
-    for _ in 0..500 {
-        if backend_state(obs, pid).await.is_none() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn clean_connections_are_reused() {
     setup();
@@ -53,7 +43,10 @@ async fn dirty_connections_are_closed_not_reused() {
         let pid = c.backend_pid();
         let _ = c.batch_execute(sql).await;
         drop(c);
-        assert!(gone(&obs, pid).await, "{what}: backend {pid} still open");
+        assert!(
+            wait_until_gone(&obs, pid).await,
+            "{what}: backend {pid} still open"
+        );
         let next = pid_of(alias).await;
         assert_ne!(next, pid, "{what}: dirty connection reused");
         assert!(

@@ -9,12 +9,6 @@ use std::time::{Duration, Instant};
 use pglock_runtime::{advisory, connection_for, register, Config, ErrorKind, LockKey};
 use pglock_tests::*;
 
-async fn terminate(obs: &tokio_postgres::Client, pid: i32) {
-    obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn lost_resolves_when_the_backend_is_terminated() {
     setup_owned();

@@ -66,10 +66,8 @@ async fn soak(iterations: u64, cancel: bool, terminate: bool) -> Totals {
                         &[&app],
                     )
                     .await;
-                match r {
-                    Ok(Some(_)) => killed += 1,
-                    Ok(None) if killed > 0 => {}
-                    _ => {}
+                if let Ok(Some(_)) = r {
+                    killed += 1;
                 }
                 if killed >= 40 {
                     return killed;

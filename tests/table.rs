@@ -89,11 +89,8 @@ async fn hostile_names_are_quoted_not_spliced() {
     let err = table_lock([Table::new(evil)]).acquire().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Database, "{err}");
     assert!(err.to_string().contains("does not exist"), "{err}");
-    let still: Option<String> = obs
-        .query_one(&format!("SELECT to_regclass('victim_{salt}')::text"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let still: Option<String> =
+        query_value(&obs, &format!("SELECT to_regclass('victim_{salt}')::text")).await;
     assert_eq!(still.as_deref(), Some(format!("victim_{salt}").as_str()));
 
     for bad in [Table::new(""), Table::new("a\0b")] {
@@ -148,10 +145,7 @@ async fn busy_and_bounded_waits_name_the_holder() {
     assert_eq!(err.holders()[0].pid, holder_pid);
 
     // In a caller's transaction, a failure leaves it usable and its lock_timeout alone.
-    let (mut client, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = connect(url()).await;
     client
         .batch_execute("SET lock_timeout = '8s'")
         .await
@@ -163,11 +157,7 @@ async fn busy_and_bounded_waits_name_the_holder() {
         .await
         .unwrap_err();
     assert!(err.is_timeout());
-    let lt: String = txn
-        .query_one("SHOW lock_timeout", &[])
-        .await
-        .expect("usable")
-        .get(0);
+    let lt = show_lock_timeout(txn.client()).await;
     assert_eq!(lt, "8s");
     txn.rollback().await.unwrap();
 
@@ -238,11 +228,7 @@ async fn dropped_table_guard_rolls_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(relation_modes(&obs, pid, &t).await.is_empty());
-    let n: i64 = obs
-        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = query_value(&obs, &format!("SELECT count(*) FROM {t}")).await;
     assert_eq!(n, 0, "rolled back");
 }
 

@@ -158,10 +158,7 @@ async fn limit_applies_to_statements_and_default_waits() {
     obs.batch_execute(&format!("CREATE TABLE {table} (x int)"))
         .await
         .unwrap();
-    let (mut other, conn) = tokio_postgres::connect(url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut other = connect(url()).await;
     let txn = other.transaction().await.unwrap();
     txn.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
         .await

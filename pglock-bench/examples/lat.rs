@@ -5,8 +5,8 @@
 //! server backend, and which one is fast changes from run to run.
 //! `cargo run --release -p pglock-bench --example lat` (uses `DATABASE_URL`, or
 //! starts a throw-away cluster).
+use pglock_testkit::observe::connect;
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -17,11 +17,9 @@ async fn go() {
     let url = pglock_testkit::database_url();
     let config: tokio_postgres::Config = url.parse().unwrap();
     pglock_runtime::register("default", pglock_runtime::Config::new(config.clone())).unwrap();
-    let (a, conn) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
+    let a = connect(&url).await;
     let p = pglock_runtime::connection().await.unwrap();
-    let (b, conn) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
+    let b = connect(&url).await;
     let sa = a.prepare("SELECT 1").await.unwrap();
     let sp = p.prepare("SELECT 1").await.unwrap();
     let sb = b.prepare("SELECT 1").await.unwrap();

@@ -5,8 +5,8 @@
 //! `ONLY=raw,run` runs only the variants named (for `perf stat`), `NOHB=1` turns
 //! the heartbeat off. Uses `DATABASE_URL`, or starts a throw-away cluster.
 use pglock_runtime::{advisory, Config};
+use pglock_testkit::observe::connect;
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -33,8 +33,7 @@ async fn go() {
     pglock_runtime::register("piped", base.pipelined_release(true)).unwrap();
     let mut clients = vec![];
     for _ in 0..tasks {
-        let (c, conn) = config.connect(NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let c = connect(&url).await;
         let l = c.prepare("SELECT pg_advisory_lock($1)").await.unwrap();
         let u = c.prepare("SELECT pg_advisory_unlock($1)").await.unwrap();
         clients.push(std::sync::Arc::new((c, l, u)));

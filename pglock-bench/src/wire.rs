@@ -288,3 +288,13 @@ impl Frontend {
         }
     }
 }
+
+/// `host:port` of a URL's first TCP host (for [`wire::WireCounter::start`]).
+pub fn host_port(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}

@@ -3,11 +3,11 @@
 //! test terminates backends).
 
 use std::process::Stdio;
-use std::time::Duration;
 
+use pglock_testkit::observe::{backend_pid, is_gone, session, wait_until_blocked, wait_until_gone};
+use pglock_testkit::within;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio_postgres::{Client, NoTls};
 
 struct Out {
     code: i32,
@@ -30,9 +30,8 @@ async fn pglock(args: &[&str], stdin: Option<&str>) -> Out {
         .await
         .unwrap();
     drop(input);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+    let out = within(30, "pglock finishes", child.wait_with_output())
         .await
-        .expect("pglock finishes")
         .unwrap();
     Out {
         code: out.status.code().unwrap_or(-1),
@@ -52,64 +51,30 @@ async fn json(args: &[&str]) -> Vec<Value> {
     }
 }
 
-async fn session(app: &str) -> (Client, i32) {
-    let mut config: tokio_postgres::Config =
-        pglock_testkit::shared_cluster().url().parse().unwrap();
-    config.application_name(app);
-    let (client, conn) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let pid = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    (client, pid)
-}
-
-async fn alive(obs: &Client, pid: i32) -> bool {
-    obs.query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-        .await
-        .unwrap()
-        .is_some()
-}
-
-async fn wait_blocked(obs: &Client, pid: i32) {
-    for _ in 0..500 {
-        let r = obs
-            .query_opt(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
-                &[&pid],
-            )
-            .await
-            .unwrap();
-        if r.is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{pid} never blocked");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pglock_cli_end_to_end() {
-    let (obs, _) = session("cli-observer").await;
+    let url = pglock_testkit::shared_cluster().url();
+    let obs = session(&url, "cli-observer").await;
     obs.batch_execute("CREATE TABLE cli_t (x int); CREATE TABLE cli_other (x int)")
         .await
         .unwrap();
-    let (holder, holder_pid) = session("cli-holder").await;
+    let holder = session(&url, "cli-holder").await;
+    let holder_pid = backend_pid(&holder).await;
     holder
         .batch_execute("BEGIN; LOCK TABLE cli_t IN ACCESS SHARE MODE; SELECT pg_advisory_xact_lock(hashtext('x'))")
         .await
         .unwrap();
-    let (waiter, waiter_pid) = session("cli-waiter").await;
+    let waiter = session(&url, "cli-waiter").await;
+    let waiter_pid = backend_pid(&waiter).await;
     let waiting = tokio::spawn(async move {
         waiter
             .batch_execute("BEGIN; LOCK TABLE cli_t; COMMIT")
             .await
             .map(|()| waiter)
     });
-    wait_blocked(&obs, waiter_pid).await;
-    let (adv, adv_pid) = session("cli-advisory").await;
+    wait_until_blocked(&obs, waiter_pid).await;
+    let adv = session(&url, "cli-advisory").await;
+    let adv_pid = backend_pid(&adv).await;
     let key = pglock_runtime::LockKey::string("cli-key");
     let pglock_runtime::LockKey::Int(k) = key else {
         unreachable!()
@@ -216,7 +181,7 @@ async fn pglock_cli_end_to_end() {
         "{}",
         out.stdout
     );
-    assert!(alive(&obs, holder_pid).await);
+    assert!(!is_gone(&obs, holder_pid).await);
 
     // Nothing selected.
     let out = pglock(&["999999", "--terminate", "--yes"], None).await;
@@ -239,20 +204,16 @@ async fn pglock_cli_end_to_end() {
         "{}",
         out.stdout
     );
-    for _ in 0..500 {
-        if !alive(&obs, holder_pid).await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!alive(&obs, holder_pid).await, "the blocker is gone");
-    let waiter = tokio::time::timeout(Duration::from_secs(10), waiting)
+    assert!(
+        wait_until_gone(&obs, holder_pid).await,
+        "the blocker is gone"
+    );
+    let waiter = within(10, "the waiter gets the lock", waiting)
         .await
-        .unwrap()
         .unwrap()
         .unwrap();
     assert!(
-        alive(&obs, waiter_pid).await && alive(&obs, adv_pid).await,
+        !is_gone(&obs, waiter_pid).await && !is_gone(&obs, adv_pid).await,
         "nobody else was touched"
     );
     drop((waiter, holder));

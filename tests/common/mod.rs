@@ -1,13 +1,20 @@
 //! Shared helpers of pglock's integration tests: the database, a registry set up
-//! once per test binary, unique keys, and server-side observation through a
-//! separate plain `tokio_postgres` connection (never through pglock itself).
+//! once per test binary, unique keys, and `pg_locks` rows of pglock's keys.
+//! Server-side observation through plain `tokio_postgres` sessions (never through
+//! pglock itself) is `pglock_testkit::observe`, re-exported here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use pglock_runtime::LockKey;
-use tokio_postgres::{Client, NoTls};
+pub use pglock_testkit::observe::{
+    advisory_holder, assert_gone, backend_pid, backend_state, connect, is_gone, query_value,
+    session, show_lock_timeout, simple_value, table_reader, terminate, wait_until_blocked,
+    wait_until_gone,
+};
+pub use pglock_testkit::within;
+use tokio_postgres::Client;
 
 static URL: OnceLock<String> = OnceLock::new();
 
@@ -89,15 +96,10 @@ pub fn unique_key() -> i64 {
     (z ^ (z >> 31)) as i64
 }
 
-/// A plain connection for observing the server, independent of pglock.
+/// A plain session on this test binary's database, for observing the server
+/// independently of pglock.
 pub async fn observer() -> Client {
-    let (client, conn) = tokio_postgres::connect(url(), NoTls)
-        .await
-        .expect("observer connects");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+    connect(url()).await
 }
 
 /// A row of `pg_locks` for an advisory key, as the server reports it.
@@ -171,21 +173,15 @@ pub async fn wait_for_waiter(obs: &Client, key: LockKey) -> i32 {
     panic!("nobody started waiting for {key}");
 }
 
-/// `SHOW lock_timeout` on a session.
-pub async fn show_lock_timeout(client: &Client) -> String {
-    client
-        .query_one("SHOW lock_timeout", &[])
-        .await
-        .expect("SHOW lock_timeout")
-        .get(0)
-}
-
-/// The state of a backend in `pg_stat_activity`, `None` once it is gone.
-pub async fn backend_state(obs: &Client, pid: i32) -> Option<String> {
-    obs.query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
-        .await
-        .expect("pg_stat_activity query")
-        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+/// Waits until some backend holds `key` and returns its pid; panics after 10 s.
+pub async fn wait_for_holder(obs: &Client, key: LockKey) -> i32 {
+    for _ in 0..2000 {
+        if let Some(p) = holders(obs, key).await.first() {
+            return *p;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("nobody took {key}");
 }
 
 /// Terminates the backend holding `key` as soon as one holds it. Only for test
@@ -193,61 +189,9 @@ pub async fn backend_state(obs: &Client, pid: i32) -> Option<String> {
 pub fn terminate_holder(key: LockKey) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let obs = observer().await;
-        let pid = loop {
-            if let Some(p) = holders(&obs, key).await.first() {
-                break *p;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        obs.execute("SELECT pg_terminate_backend($1)", &[&pid])
-            .await
-            .expect("pg_terminate_backend");
+        let pid = wait_for_holder(&obs, key).await;
+        terminate(&obs, pid).await;
     })
-}
-
-/// A bounded wait for a future in a test: panics with `what` after `secs`.
-pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs}s: {what}"),
-    }
-}
-
-/// A plain session (not pglock's) with an `application_name`, for arranging
-/// blockers and waiters.
-pub async fn session(application_name: &str) -> Client {
-    session_at(url(), application_name).await
-}
-
-/// Like [`session`], on another server.
-pub async fn session_at(url: &str, application_name: &str) -> Client {
-    let mut config: tokio_postgres::Config = url.parse().expect("valid URL");
-    config.application_name(application_name);
-    let (client, conn) = config.connect(NoTls).await.expect("session connects");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// A plain session named `application_name` holding the advisory lock `key`, and
-/// its backend pid.
-pub async fn advisory_holder(application_name: &str, key: i64) -> (Client, i32) {
-    let s = session(application_name).await;
-    let p = pid(&s).await;
-    s.execute("SELECT pg_advisory_lock($1)", &[&key])
-        .await
-        .expect("the holder takes the lock");
-    (s, p)
-}
-
-/// The backend pid of a session.
-pub async fn pid(client: &Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pg_backend_pid")
-        .get(0)
 }
 
 /// A fresh table name with a row, created through the observer.
@@ -259,34 +203,4 @@ pub async fn fresh_table(obs: &Client, prefix: &str) -> String {
     .await
     .expect("create table");
     name
-}
-
-/// Waits until backend `pid` is gone; panics after 10 s.
-pub async fn assert_gone(obs: &Client, pid: i32) {
-    for _ in 0..500 {
-        if backend_state(obs, pid).await.is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("backend {pid} is still there");
-}
-
-/// Waits until backend `pid` waits for a lock; panics after 10 s.
-pub async fn wait_until_blocked(obs: &Client, pid: i32) {
-    for _ in 0..500 {
-        let waiting: bool = obs
-            .query_one(
-                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(false);
-        if waiting {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("backend {pid} never started waiting for a lock");
 }

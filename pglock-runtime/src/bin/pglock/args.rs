@@ -1,0 +1,214 @@
+//! The command line: subcommands and options, and what they select (a server-side
+//! lock filter, and the blocking pairs kept).
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use pglock_runtime::{BlockingPair, KeyHash, LockFilter, LockInfo, LockKey};
+
+#[derive(Parser, Debug)]
+#[command(name = "pglock", version, about = "PostgreSQL locks and who blocks whom", long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every lock of the database, waiting first, then longest-held (the default).
+    Locks(Opts),
+    /// Blocked → blocking pairs.
+    Blocking(Opts),
+    /// The blocking tree: each blocker with the sessions waiting for it.
+    Tree(Opts),
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct Opts {
+    /// Only these backend pids (for `blocking` and `tree`: either side of a pair).
+    pub(crate) pids: Vec<i32>,
+    /// Only granted (held) locks.
+    #[arg(long, conflicts_with = "waiting")]
+    pub(crate) granted: bool,
+    /// Only locks being waited for.
+    #[arg(long)]
+    pub(crate) waiting: bool,
+    /// Only locks on this relation (`table`, `schema.table`, `"Odd Name"`).
+    #[arg(long)]
+    pub(crate) relation: Option<String>,
+    /// Only this advisory key: an integer, `a,b` for a two-int key, or a string
+    /// hashed with `--hash`.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// How `--key` strings are hashed: django_pglock, django_pglocks,
+    /// django_pglocks_v1, postgres_lock, sqlx.
+    #[arg(long, default_value = "django_pglock")]
+    pub(crate) hash: String,
+    /// Only locks waited for or held at least this long (`500ms`, `5s`, `2m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) min_duration: Option<Duration>,
+    /// Only sessions with this application_name.
+    #[arg(long)]
+    pub(crate) application_name: Option<String>,
+    /// At most this many rows.
+    #[arg(long, short = 'l')]
+    pub(crate) limit: Option<usize>,
+    /// One attribute per line.
+    #[arg(long, short = 'e')]
+    pub(crate) expanded: bool,
+    /// JSON output (fields documented in the README).
+    #[arg(long, conflicts_with = "expanded")]
+    pub(crate) json: bool,
+    /// Cancel the statements of the selected sessions (for `blocking`/`tree`: of
+    /// the blockers).
+    #[arg(long, conflicts_with = "terminate")]
+    pub(crate) cancel: bool,
+    /// Terminate the selected sessions (for `blocking`/`tree`: the blockers).
+    #[arg(long)]
+    pub(crate) terminate: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// Database to inspect; defaults to $DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
+impl Opts {
+    /// Options given after a subcommand win over those given before it.
+    pub(crate) fn merge(self, sub: Opts) -> Opts {
+        Opts {
+            pids: if sub.pids.is_empty() {
+                self.pids
+            } else {
+                sub.pids
+            },
+            granted: self.granted || sub.granted,
+            waiting: self.waiting || sub.waiting,
+            relation: sub.relation.or(self.relation),
+            key: sub.key.or(self.key),
+            hash: if sub.hash != "django_pglock" {
+                sub.hash
+            } else {
+                self.hash
+            },
+            min_duration: sub.min_duration.or(self.min_duration),
+            application_name: sub.application_name.or(self.application_name),
+            limit: sub.limit.or(self.limit),
+            expanded: self.expanded || sub.expanded,
+            json: self.json || sub.json,
+            cancel: self.cancel || sub.cancel,
+            terminate: self.terminate || sub.terminate,
+            yes: self.yes || sub.yes,
+            database_url: sub.database_url.or(self.database_url),
+        }
+    }
+
+    pub(crate) fn filter(&self) -> Result<LockFilter, String> {
+        let mut f = LockFilter::new();
+        if !self.pids.is_empty() {
+            f = f.pids(self.pids.iter().copied());
+        }
+        if self.granted {
+            f = f.granted(true);
+        }
+        if self.waiting {
+            f = f.granted(false);
+        }
+        if let Some(r) = &self.relation {
+            f = f.relation(r.clone());
+        }
+        if let Some(k) = &self.key {
+            f = f.key(parse_key(k, &self.hash)?);
+        }
+        if let Some(d) = self.min_duration {
+            f = f.min_duration(d);
+        }
+        if let Some(a) = &self.application_name {
+            f = f.application_name(a.clone());
+        }
+        if let Some(n) = self.limit {
+            f = f.limit(n);
+        }
+        Ok(f)
+    }
+}
+
+/// What to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// Every lock.
+    Locks,
+    /// Blocked → blocking pairs.
+    Blocking,
+    /// The blocking tree.
+    Tree,
+}
+
+impl Cli {
+    /// The view asked for, and the options before and after the subcommand
+    /// merged.
+    pub(crate) fn view(self) -> (View, Opts) {
+        match self.command {
+            None => (View::Locks, self.opts),
+            Some(Command::Locks(o)) => (View::Locks, self.opts.merge(o)),
+            Some(Command::Blocking(o)) => (View::Blocking, self.opts.merge(o)),
+            Some(Command::Tree(o)) => (View::Tree, self.opts.merge(o)),
+        }
+    }
+}
+
+fn parse_key(s: &str, hash: &str) -> Result<LockKey, String> {
+    if let Ok(k) = s.parse::<i64>() {
+        return Ok(LockKey::Int(k));
+    }
+    if let Some((a, b)) = s.split_once(',') {
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<i32>(), b.trim().parse::<i32>()) {
+            return Ok(LockKey::Pair(a, b));
+        }
+    }
+    let hash = match hash {
+        "django_pglock" => KeyHash::DjangoPglock,
+        "django_pglocks" => KeyHash::DjangoPglocks,
+        "django_pglocks_v1" => KeyHash::DjangoPglocksV1,
+        "postgres_lock" => KeyHash::PostgresLock,
+        "sqlx" => KeyHash::Sqlx,
+        other => {
+            return Err(format!(
+                "unknown --hash `{other}`: expected django_pglock, django_pglocks, \
+                 django_pglocks_v1, postgres_lock or sqlx"
+            ))
+        }
+    };
+    Ok(LockKey::hashed(s, hash))
+}
+
+pub(crate) fn select_pairs(pairs: Vec<BlockingPair>, opts: &Opts) -> Vec<BlockingPair> {
+    let mut out: Vec<BlockingPair> = pairs
+        .into_iter()
+        .filter(|p| {
+            opts.pids.is_empty()
+                || opts.pids.contains(&p.blocked.pid)
+                || opts.pids.contains(&p.blocking.pid)
+        })
+        .filter(|p| {
+            opts.application_name.as_ref().is_none_or(|a| {
+                &p.blocked.application_name == a || &p.blocking.application_name == a
+            })
+        })
+        .filter(|p| {
+            opts.min_duration.is_none_or(|min| {
+                p.waiting_for
+                    .as_ref()
+                    .and_then(LockInfo::wait_duration)
+                    .is_some_and(|d| d >= min)
+            })
+        })
+        .collect();
+    if let Some(n) = opts.limit {
+        out.truncate(n);
+    }
+    out
+}
