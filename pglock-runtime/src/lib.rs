@@ -35,6 +35,7 @@ pub use pglock_macros::{advisory_lock, lock_timeout, prioritize};
 pub use api::advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
 pub use api::on_fail::{Raise, Skipped};
 pub use api::prioritize::{Prioritize, Prioritized};
+pub use api::schema::schema_sql;
 pub use api::table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
 pub use api::timeout::{lock_timeout, LockTimeout};
 pub use error::{Error, ErrorKind};

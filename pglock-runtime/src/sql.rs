@@ -459,8 +459,8 @@ pub(crate) struct SchemaSql {
     pub(crate) finish: String,
     /// Recent runs: `$1` job name or NULL, `$2` since, `$3` limit.
     pub(crate) runs: String,
-    /// Slots of `once_per` jobs between `$2` and now that no instance ran: `$1`
-    /// job name or NULL.
+    /// Slots of `once_per` jobs between `$2` and now that no instance ran, newest
+    /// first: `$1` job name or NULL, `$3` limit.
     pub(crate) missed: String,
 }
 
@@ -522,7 +522,7 @@ impl SchemaSql {
                    j.period) AS g(slot_start) \
                  WHERE NOT EXISTS (SELECT 1 FROM {s}.runs r \
                    WHERE r.job = j.job AND r.slot_start = g.slot_start) \
-                 ORDER BY j.job, g.slot_start"
+                 ORDER BY g.slot_start DESC, j.job LIMIT $3"
             ),
         }
     }

@@ -52,6 +52,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("api::on_fail", 5),
     ("api::prioritize", 5),
     ("api::private", 5),
+    ("api::schema", 5),
     ("api::table", 5),
     ("api::timeout", 5),
     ("inspect", 5),

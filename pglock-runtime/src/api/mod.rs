@@ -8,5 +8,6 @@ pub(crate) mod on_fail;
 pub(crate) mod prioritize;
 #[doc(hidden)]
 pub mod private;
+pub(crate) mod schema;
 pub(crate) mod table;
 pub(crate) mod timeout;

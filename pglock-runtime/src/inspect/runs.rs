@@ -86,7 +86,7 @@ impl Runs {
         self
     }
 
-    /// At most `n` runs (newest first). Missed slots are not limited.
+    /// At most `n` runs, and `n` missed slots (newest first).
     pub fn limit(mut self, n: u32) -> Runs {
         self.limit = i64::from(n);
         self
@@ -124,7 +124,7 @@ impl Runs {
 
     /// The slots of `once_per` jobs, from the later of [`since`](Runs::since) and
     /// the job's first recorded run up to the slot before the current one, for
-    /// which no instance claimed a run. (Jobs with `slot = <expr>` name their
+    /// which no instance claimed a run, newest first. (Jobs with `slot = <expr>` name their
     /// own slots, so pglock cannot know which of them were due.)
     ///
     /// # Errors
@@ -138,7 +138,11 @@ impl Runs {
             .exec()
             .query(
                 &statements.missed,
-                &[(&self.job, Type::TEXT), (&since, Type::TIMESTAMPTZ)],
+                &[
+                    (&self.job, Type::TEXT),
+                    (&since, Type::TIMESTAMPTZ),
+                    (&self.limit, Type::INT8),
+                ],
             )
             .await;
         let rows = not_installed_is_empty(rows, conn.config().schema_name())?;

@@ -23,6 +23,46 @@ enum Command {
     Blocking(Opts),
     /// The blocking tree: each blocker with the sessions waiting for it.
     Tree(Opts),
+    /// Recent runs of scheduled jobs (`once_per` / `slot`), and the slots of
+    /// `once_per` jobs that ran on no instance.
+    Runs(RunsOpts),
+    /// Print the SQL that installs pglock's own schema, for a role that may not
+    /// create it (`pglock schema | psql "$ADMIN_URL"`).
+    Schema(SchemaOpts),
+}
+
+/// `pglock runs`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunsOpts {
+    /// Only this job: the annotated function's path (`app::jobs::nightly`) or the
+    /// name given to `AdvisoryLock::job`.
+    pub(crate) job: Option<String>,
+    /// How far back to look (`30m`, `24h`, `7d`).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub(crate) since: Duration,
+    /// At most this many runs (newest first).
+    #[arg(long, short = 'l', default_value_t = 100)]
+    pub(crate) limit: u32,
+    /// JSON output: `{"runs": [...], "missed": [...]}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// pglock's schema, if not `pglock` (`Config::schema`).
+    #[arg(long, default_value = "pglock")]
+    pub(crate) schema: String,
+    /// Database to read; defaults to $DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
+/// `pglock schema`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchemaOpts {
+    /// The schema's name (`Config::schema`).
+    #[arg(long, default_value = "pglock")]
+    pub(crate) schema: String,
+    /// Also grant this role what pglock needs in the schema.
+    #[arg(long)]
+    pub(crate) role: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -137,7 +177,7 @@ impl Opts {
 }
 
 /// What to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum View {
     /// Every lock.
     Locks,
@@ -145,6 +185,10 @@ pub(crate) enum View {
     Blocking,
     /// The blocking tree.
     Tree,
+    /// The record of scheduled runs.
+    Runs(RunsOpts),
+    /// pglock's schema as SQL.
+    Schema(SchemaOpts),
 }
 
 impl Cli {
@@ -156,6 +200,8 @@ impl Cli {
             Some(Command::Locks(o)) => (View::Locks, self.opts.merge(o)),
             Some(Command::Blocking(o)) => (View::Blocking, self.opts.merge(o)),
             Some(Command::Tree(o)) => (View::Tree, self.opts.merge(o)),
+            Some(Command::Runs(r)) => (View::Runs(r), self.opts),
+            Some(Command::Schema(s)) => (View::Schema(s), self.opts),
         }
     }
 }

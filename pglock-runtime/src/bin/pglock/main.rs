@@ -7,6 +7,8 @@
 //! pglock tree                  # the blocking tree
 //! pglock 4242 4243 --terminate # terminate these backends (asks first)
 //! pglock blocking --json       # machine-readable
+//! pglock runs app::nightly     # runs of a scheduled job, and slots that ran nowhere
+//! pglock schema --role app     # the SQL that installs pglock's schema
 //! ```
 //!
 //! Exit status: 0 on success; 1 when there was nothing to cancel or terminate
@@ -17,8 +19,10 @@ mod actions;
 mod args;
 mod json;
 mod render;
+mod runs;
 
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::Parser;
 use pglock_runtime::{inspect, Config, LockInfo};
@@ -38,39 +42,72 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
-    let url = opts
-        .database_url
-        .clone()
-        .ok_or("no database: pass --database-url or set DATABASE_URL")?;
-    let mut config = Config::from_url(&url).map_err(|e| e.to_string())?;
+/// Registers the `"default"` alias on the URL given (or `DATABASE_URL`).
+fn connect(url: Option<&str>, schema: &str) -> Result<(), String> {
+    let url = url.ok_or("no database: pass --database-url or set DATABASE_URL")?;
+    let mut config = Config::from_url(url).map_err(|e| e.to_string())?;
     let mut pg = config.pg_config().clone();
     if pg.get_application_name().is_none() {
         pg.application_name("pglock-cli");
         config = Config::new(pg);
     }
-    pglock_runtime::register("default", config.allow_standby(true).max_size(2))
-        .map_err(|e| e.to_string())?;
-    let filter = opts.filter()?;
-    let width = terminal_width();
+    pglock_runtime::register(
+        "default",
+        config.allow_standby(true).max_size(2).schema(schema),
+    )
+    .map_err(|e| e.to_string())
+}
 
-    // Rows to show, and the pids a kill would signal.
-    let targets = match view {
+async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
+    let width = terminal_width();
+    match view {
+        View::Schema(s) => {
+            print!(
+                "{}",
+                pglock_runtime::schema_sql(&s.schema, s.role.as_deref())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        View::Runs(r) => {
+            connect(r.database_url.as_deref(), &r.schema)?;
+            let since = SystemTime::now()
+                .checked_sub(r.since)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut q = pglock_runtime::runs().since(since).limit(r.limit);
+            if let Some(job) = &r.job {
+                q = q.job(job.clone());
+            }
+            let runs = q.recent().await.map_err(|e| e.to_string())?;
+            let missed = q.missed().await.map_err(|e| e.to_string())?;
+            runs::print_runs(&runs, &missed, &r, width);
+            Ok(ExitCode::SUCCESS)
+        }
         View::Locks => {
+            connect(opts.database_url.as_deref(), "pglock")?;
+            let filter = opts.filter()?;
             let locks = inspect().locks(&filter).await.map_err(|e| e.to_string())?;
             print_locks(&locks, opts, width);
-            actions::distinct(locks.iter().map(LockInfo::pid))
+            signal(actions::distinct(locks.iter().map(LockInfo::pid)), opts).await
         }
         View::Blocking | View::Tree => {
+            connect(opts.database_url.as_deref(), "pglock")?;
             let pairs = select_pairs(inspect().blocking().await.map_err(|e| e.to_string())?, opts);
             if view == View::Blocking {
                 print_pairs(&pairs, opts, width);
             } else {
                 print_tree(&pglock_runtime::blocking_tree(&pairs), opts, width);
             }
-            actions::distinct(pairs.iter().map(|p| p.blocking.pid))
+            signal(
+                actions::distinct(pairs.iter().map(|p| p.blocking.pid)),
+                opts,
+            )
+            .await
         }
-    };
+    }
+}
+
+/// Cancels or terminates `targets` (the pids shown) when asked to.
+async fn signal(targets: Vec<i32>, opts: &Opts) -> Result<ExitCode, String> {
     if !(opts.cancel || opts.terminate) {
         return Ok(ExitCode::SUCCESS);
     }

@@ -44,7 +44,12 @@ fn target(l: &LockInfo) -> String {
 
 /// Prints rows as a table whose last column (the query) is cut to the terminal
 /// width, or as expanded records.
-fn print_table(headers: &[&str], rows: &[Vec<String>], expanded: bool, width: Option<usize>) {
+pub(crate) fn print_table(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    expanded: bool,
+    width: Option<usize>,
+) {
     if expanded {
         let w = headers.iter().map(|h| h.len()).max().unwrap_or(0);
         for (i, row) in rows.iter().enumerate() {
