@@ -223,3 +223,62 @@ async fn pglock_cli_end_to_end() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("unknown --hash"), "{}", out.stderr);
 }
+
+/// `pglock runs` lists what scheduled calls recorded (and the slots of a
+/// `once_per` job that ran nowhere); `pglock schema` prints SQL that installs
+/// the schema under another name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pglock_runs_and_schema() {
+    let url = pglock_testkit::shared_cluster().url();
+    pglock_runtime::register("default", pglock_runtime::Config::from_url(&url).unwrap()).unwrap();
+    let job = pglock_runtime::advisory("cli::nightly").no_wait().job("cli::nightly");
+    job.clone().slot("2026-12-01").run(async {}).await.unwrap();
+    // `run()` cannot tell an `Err` from a value: the run succeeded.
+    let second = job.clone().slot("2026-12-02");
+    assert!(second.run(async { Err::<(), _>("no") }).await.unwrap().is_err());
+    let again = job.clone().slot("2026-12-01").run(async {}).await;
+    assert!(again.unwrap_err().is_already_ran(), "one run per slot");
+    // A once_per job whose history ends 5 s ago: the slots since then ran nowhere.
+    let obs = session(&url, "cli-runs").await;
+    obs.batch_execute(
+        "INSERT INTO pglock.runs (job, classid, objid, objsubid, slot, slot_start, period, \
+         outcome, finished_at) VALUES ('cli::every_second', 0, 1, 1, 'old', \
+         date_bin('1 second', now(), timestamptz 'epoch') - interval '5 seconds', \
+         interval '1 second', 'succeeded', now())",
+    )
+    .await
+    .unwrap();
+
+    let out = pglock(&["runs", "cli::nightly", "--json"], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let runs = v["runs"].as_array().unwrap();
+    let slots: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r["slot"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(slots, [("2026-12-02", "succeeded"), ("2026-12-01", "succeeded")]);
+    assert_eq!(runs[0]["client_pid"], std::process::id());
+    assert!(v["missed"].as_array().unwrap().is_empty(), "slot jobs have no missed slots");
+
+    let out = pglock(&["runs", "cli::every_second", "--json"], None).await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let missed = v["missed"].as_array().unwrap();
+    assert!(missed.len() >= 4, "{missed:?}");
+    assert!(missed.iter().all(|m| m["period_ms"] == 1000));
+
+    let out = pglock(&["runs"], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("SLOT"), "{}", out.stdout);
+    assert!(out.stdout.contains("cli::nightly") && out.stdout.contains("Slots that ran on no instance"));
+
+    let out = pglock(&["schema", "--schema", "cli_pglock", "--role", "postgres"], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("CREATE SCHEMA IF NOT EXISTS \"cli_pglock\""));
+    obs.batch_execute(&out.stdout).await.expect("the printed SQL runs");
+    obs.batch_execute(&out.stdout).await.expect("and runs again");
+    let out = pglock(&["runs", "--schema", "cli_pglock"], None).await;
+    assert_eq!((out.code, out.stdout.trim()), (0, "No runs recorded."), "{}", out.stderr);
+    let out = pglock(&["runs", "--schema", "never_installed"], None).await;
+    assert_eq!((out.code, out.stdout.trim()), (0, "No runs recorded."), "{}", out.stderr);
+}
