@@ -231,16 +231,13 @@ impl Active {
             // runs in a savepoint, sent right behind the lock statement.
             let savepoint = claim.is_some() && lock.xact;
             let take = Box::pin(async {
-                let take = advisory::lock(
-                    exec,
-                    lock.key,
-                    lock.shared,
-                    lock.xact,
-                    wait.unwrap_or(lock.wait),
+                let around = advisory::Around {
                     txn,
-                    cancel,
-                    claim.as_ref(),
-                );
+                    cancel_conn: cancel,
+                    claim: claim.as_ref(),
+                };
+                let wait = wait.unwrap_or(lock.wait);
+                let take = advisory::lock(exec, lock.key, lock.shared, lock.xact, wait, around);
                 if savepoint {
                     // Polled in order: the lock statement goes first. On a lock
                     // that failed, the savepoint goes with the transaction.

@@ -231,11 +231,17 @@ async fn pglock_cli_end_to_end() {
 async fn pglock_runs_and_schema() {
     let url = pglock_testkit::shared_cluster().url();
     pglock_runtime::register("default", pglock_runtime::Config::from_url(&url).unwrap()).unwrap();
-    let job = pglock_runtime::advisory("cli::nightly").no_wait().job("cli::nightly");
+    let job = pglock_runtime::advisory("cli::nightly")
+        .no_wait()
+        .job("cli::nightly");
     job.clone().slot("2026-12-01").run(async {}).await.unwrap();
     // `run()` cannot tell an `Err` from a value: the run succeeded.
     let second = job.clone().slot("2026-12-02");
-    assert!(second.run(async { Err::<(), _>("no") }).await.unwrap().is_err());
+    assert!(second
+        .run(async { Err::<(), _>("no") })
+        .await
+        .unwrap()
+        .is_err());
     let again = job.clone().slot("2026-12-01").run(async {}).await;
     assert!(again.unwrap_err().is_already_ran(), "one run per slot");
     // A once_per job whose history ends 5 s ago: the slots since then ran nowhere.
@@ -257,9 +263,15 @@ async fn pglock_runs_and_schema() {
         .iter()
         .map(|r| (r["slot"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(slots, [("2026-12-02", "succeeded"), ("2026-12-01", "succeeded")]);
+    assert_eq!(
+        slots,
+        [("2026-12-02", "succeeded"), ("2026-12-01", "succeeded")]
+    );
     assert_eq!(runs[0]["client_pid"], std::process::id());
-    assert!(v["missed"].as_array().unwrap().is_empty(), "slot jobs have no missed slots");
+    assert!(
+        v["missed"].as_array().unwrap().is_empty(),
+        "slot jobs have no missed slots"
+    );
 
     let out = pglock(&["runs", "cli::every_second", "--json"], None).await;
     let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
@@ -270,15 +282,37 @@ async fn pglock_runs_and_schema() {
     let out = pglock(&["runs"], None).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("SLOT"), "{}", out.stdout);
-    assert!(out.stdout.contains("cli::nightly") && out.stdout.contains("Slots that ran on no instance"));
+    assert!(
+        out.stdout.contains("cli::nightly") && out.stdout.contains("Slots that ran on no instance")
+    );
 
-    let out = pglock(&["schema", "--schema", "cli_pglock", "--role", "postgres"], None).await;
+    let out = pglock(
+        &["schema", "--schema", "cli_pglock", "--role", "postgres"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("CREATE SCHEMA IF NOT EXISTS \"cli_pglock\""));
-    obs.batch_execute(&out.stdout).await.expect("the printed SQL runs");
-    obs.batch_execute(&out.stdout).await.expect("and runs again");
+    assert!(out
+        .stdout
+        .contains("CREATE SCHEMA IF NOT EXISTS \"cli_pglock\""));
+    obs.batch_execute(&out.stdout)
+        .await
+        .expect("the printed SQL runs");
+    obs.batch_execute(&out.stdout)
+        .await
+        .expect("and runs again");
     let out = pglock(&["runs", "--schema", "cli_pglock"], None).await;
-    assert_eq!((out.code, out.stdout.trim()), (0, "No runs recorded."), "{}", out.stderr);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "No runs recorded."),
+        "{}",
+        out.stderr
+    );
     let out = pglock(&["runs", "--schema", "never_installed"], None).await;
-    assert_eq!((out.code, out.stdout.trim()), (0, "No runs recorded."), "{}", out.stderr);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "No runs recorded."),
+        "{}",
+        out.stderr
+    );
 }

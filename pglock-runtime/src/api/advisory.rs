@@ -11,7 +11,7 @@ use crate::error::Error;
 #[cfg(doc)]
 use crate::error::ErrorKind;
 use crate::key::{KeyHash, LockKey, ToLockKey};
-use crate::lock::advisory::{begin_with, failed, lock, take_turn, unlock};
+use crate::lock::advisory::{begin_with, failed, lock, take_turn, unlock, Around};
 use crate::lock::heartbeat::Heartbeat;
 use crate::lock::queue::Turn;
 use crate::lock::slot::SlotSpec;
@@ -327,17 +327,11 @@ impl AdvisoryLock {
         } else {
             Txn::Unknown
         };
-        let cancel = Some(&conn);
-        let take = lock(
-            exec,
-            self.key,
-            self.shared,
-            self.xact,
-            wait,
-            txn,
-            cancel,
-            None,
-        );
+        let around = Around {
+            cancel_conn: Some(&conn),
+            ..Around::txn(txn)
+        };
+        let take = lock(exec, self.key, self.shared, self.xact, wait, around);
         let taken = if txn == Txn::Ours {
             begin_with(exec, take).await?
         } else {
@@ -415,18 +409,8 @@ impl AdvisoryLock {
     ) -> Result<AdvisoryGuard<'c>, Error> {
         self.check_slot(true)?;
         let exec = Exec::borrowed(client);
-        match lock(
-            exec,
-            self.key,
-            self.shared,
-            self.xact,
-            self.wait,
-            txn,
-            None,
-            None,
-        )
-        .await
-        {
+        let around = Around::txn(txn);
+        match lock(exec, self.key, self.shared, self.xact, self.wait, around).await {
             Ok(_) => Ok(AdvisoryGuard::new(Target::Borrowed(client), self, false)),
             Err(e) => Err(failed(exec, self.key, e).await),
         }

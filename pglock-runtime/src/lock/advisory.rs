@@ -86,6 +86,26 @@ where
     begun.map(|()| taken)
 }
 
+/// Where a lock statement runs: the transaction it is in, the connection to
+/// discard if a dropped wait may have been granted, the slot it also claims.
+#[derive(Clone, Copy)]
+pub(crate) struct Around<'a> {
+    pub(crate) txn: Txn,
+    pub(crate) cancel_conn: Option<&'a Connection>,
+    pub(crate) claim: Option<&'a Claim<'a>>,
+}
+
+impl<'a> Around<'a> {
+    /// In `txn`, nothing to discard, no slot.
+    pub(crate) fn txn(txn: Txn) -> Around<'a> {
+        Around {
+            txn,
+            cancel_conn: None,
+            claim: None,
+        }
+    }
+}
+
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
 /// wait is cancelled and, for a pooled connection (`cancel_conn`), the connection is
 /// discarded so that a grant that won the race dies with the session.
@@ -99,10 +119,13 @@ pub(crate) async fn lock(
     shared: bool,
     xact: bool,
     wait: Wait,
-    txn: Txn,
-    cancel_conn: Option<&Connection>,
-    claim: Option<&Claim<'_>>,
+    around: Around<'_>,
 ) -> Result<Option<Claimed>, Error> {
+    let Around {
+        txn,
+        cancel_conn,
+        claim,
+    } = around;
     let p = KeyParams::new(key);
     let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
     debug_assert!(claim.is_none() || !shared, "slots take exclusive locks");

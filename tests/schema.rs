@@ -1,0 +1,139 @@
+//! pglock's own schema: created on first use by racing instances without a
+//! failure, migrated from an older version, named per alias, and, for a role
+//! that may not create it, an error that prints the SQL to run — all checked on
+//! the server (always on a cluster the harness started: the tests create roles
+//! and schemas).
+
+use pglock_runtime::{advisory, register, Config, ErrorKind};
+use pglock_tests::*;
+
+/// Registers `name` on the test cluster with pglock's schema `schema`, connecting
+/// as `user` (the cluster's superuser when `None`).
+fn alias(name: &'static str, user: Option<&str>, schema: &str) -> &'static str {
+    let mut pg: tokio_postgres::Config = url().parse().expect("URL");
+    if let Some(user) = user {
+        pg.user(user);
+    }
+    register(name, Config::new(pg).schema(schema)).unwrap();
+    name
+}
+
+async fn version(schema: &str) -> Option<i32> {
+    observer()
+        .await
+        .query_opt(
+            &format!("SELECT version FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0))
+}
+
+/// Six "instances" (aliases each with their own process-level state) meet a
+/// missing schema at once: every call runs, the schema is created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_uses_create_the_schema_once() {
+    // Creates roles and schemas: only on a cluster the harness started.
+    setup_owned();
+    const NAMES: [&str; 6] = ["race0", "race1", "race2", "race3", "race4", "race5"];
+    let key = unique_key();
+    let calls = NAMES.iter().enumerate().map(|(i, name)| {
+        let alias = alias(name, None, "race_pglock");
+        async move {
+            advisory(key)
+                .using(alias)
+                .slot(format!("slot-{i}"))
+                .run(async {})
+                .await
+        }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        r.expect("every racing call runs");
+    }
+    assert_eq!(version("race_pglock").await, Some(1));
+    let obs = observer().await;
+    let runs: i64 = obs
+        .query_one("SELECT count(*) FROM race_pglock.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 6, "one run per slot, each recorded");
+}
+
+/// A schema left at an older version (here: 0, only the version table) is
+/// migrated on first use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_schema_is_migrated() {
+    // Creates roles and schemas: only on a cluster the harness started.
+    setup_owned();
+    let obs = observer().await;
+    obs.batch_execute(
+        "CREATE SCHEMA old_pglock; \
+         CREATE TABLE old_pglock.schema_version (one boolean PRIMARY KEY DEFAULT true, \
+           version int NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO old_pglock.schema_version (version) VALUES (0)",
+    )
+    .await
+    .unwrap();
+    let alias = alias("old", None, "old_pglock");
+    advisory(unique_key())
+        .using(alias)
+        .slot("one")
+        .run(async {})
+        .await
+        .expect("runs after migrating");
+    assert_eq!(version("old_pglock").await, Some(1));
+    let outcome: String = obs
+        .query_one(
+            "SELECT outcome FROM old_pglock.runs WHERE slot = 'one'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "succeeded");
+}
+
+/// A role without CREATE on the database: the first scheduled call fails with
+/// `Permission`, printing the SQL; once an administrator ran it, the call runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_create_gets_the_sql_to_run() {
+    // Creates roles and schemas: only on a cluster the harness started.
+    setup_owned();
+    let obs = observer().await;
+    obs.batch_execute("CREATE ROLE pglock_app LOGIN")
+        .await
+        .unwrap();
+    let alias = alias("restricted", Some("pglock_app"), "app_pglock");
+    let job = advisory(unique_key()).using(alias).slot("first");
+    let e = job
+        .run(async {})
+        .await
+        .expect_err("no CREATE on the database");
+    assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
+    let message = e.to_string();
+    assert!(message.contains("`pglock schema`"), "{message}");
+    assert!(
+        message.contains("GRANT USAGE ON SCHEMA \"app_pglock\" TO \"pglock_app\""),
+        "{message}"
+    );
+    assert_eq!(version("app_pglock").await, None, "nothing was created");
+    let script = &message[message.find("BEGIN;").expect("the SQL is in the message")..];
+    obs.batch_execute(script)
+        .await
+        .expect("the printed SQL runs");
+    job.run(async {})
+        .await
+        .expect("runs once the schema is there");
+    let who: String = obs
+        .query_one(
+            "SELECT r.backend_pid::text FROM app_pglock.runs r WHERE slot = 'first'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!who.is_empty());
+}
