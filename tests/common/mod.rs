@@ -204,3 +204,119 @@ pub async fn fresh_table(obs: &Client, prefix: &str) -> String {
     .expect("create table");
     name
 }
+/// A run as pglock's record of scheduled runs (`pglock.runs`) holds it, read by
+/// the observer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// The job's name.
+    pub job: String,
+    /// The slot's label.
+    pub slot: String,
+    /// 1 for the first run of the slot, more when `retry` ran it again.
+    pub attempt: i32,
+    /// `started`, `succeeded`, `failed` or `panicked`.
+    pub outcome: String,
+    /// Whether `finished_at` is set.
+    pub finished: bool,
+    /// Who ran it.
+    pub application_name: String,
+    /// The host name of the process that ran it.
+    pub host: String,
+    /// The operating-system pid of the process that ran it.
+    pub client_pid: Option<i32>,
+    /// The backend that ran its lock.
+    pub backend_pid: Option<i32>,
+    /// The slot length (`once_per`) in milliseconds.
+    pub period_ms: Option<i64>,
+    /// The slot's start, in milliseconds since the Unix epoch, when it has one.
+    pub slot_start_ms: Option<i64>,
+}
+
+/// The rows of `pglock.runs` for `key`, by slot label; none when the schema is
+/// not installed on that server.
+pub async fn runs_of(obs: &Client, key: LockKey) -> Vec<RunRow> {
+    let installed: bool = obs
+        .query_one("SELECT to_regclass('pglock.runs') IS NOT NULL", &[])
+        .await
+        .expect("look for pglock.runs")
+        .get(0);
+    if !installed {
+        return Vec::new();
+    }
+    let (c, o, s) = key.pg_locks_ids();
+    obs.query(
+        "SELECT job, slot, attempt, outcome, finished_at IS NOT NULL, \
+         coalesce(application_name, ''), coalesce(host, ''), client_pid, backend_pid, \
+         (extract(epoch FROM period) * 1000)::int8, \
+         (extract(epoch FROM slot_start) * 1000)::int8 \
+         FROM pglock.runs WHERE classid = $1 AND objid = $2 AND objsubid = $3 ORDER BY slot",
+        &[&c, &o, &s],
+    )
+    .await
+    .expect("read pglock.runs")
+    .iter()
+    .map(|r| RunRow {
+        job: r.get(0),
+        slot: r.get(1),
+        attempt: r.get(2),
+        outcome: r.get(3),
+        finished: r.get(4),
+        application_name: r.get(5),
+        host: r.get(6),
+        client_pid: r.get(7),
+        backend_pid: r.get(8),
+        period_ms: r.get(9),
+        slot_start_ms: r.get(10),
+    })
+    .collect()
+}
+
+/// An alias on the test database whose sessions carry `application_name`, so
+/// that what pglock records about "who ran it" can be told apart.
+pub fn named_alias(name: &'static str, application_name: &str) -> &'static str {
+    let mut config: tokio_postgres::Config = url().parse().expect("valid URL");
+    config.application_name(application_name);
+    pglock_runtime::register(name, pglock_runtime::Config::new(config))
+        .expect("first registration");
+    name
+}
+
+/// The events of this thread at `DEBUG` and above, formatted, while the guard
+/// lives (a thread-local subscriber: use it on a current-thread runtime).
+pub fn capture_events() -> (tracing::subscriber::DefaultGuard, CapturedEvents) {
+    let captured = CapturedEvents::default();
+    let writer = {
+        let captured = captured.clone();
+        move || captured.clone()
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    (tracing::subscriber::set_default(subscriber), captured)
+}
+
+/// What [`capture_events`] captured.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedEvents(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedEvents {
+    /// The formatted events so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedEvents {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
