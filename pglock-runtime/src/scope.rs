@@ -229,16 +229,21 @@ impl Active {
                 .map(|(slot, statements)| Claim::new(statements, slot, lock.key));
             // A transaction-level run keeps its claim when its body fails: the body
             // runs in a savepoint, sent right behind the lock statement.
+            let around = advisory::Around {
+                txn,
+                cancel_conn: cancel,
+                claim: claim.as_ref(),
+            };
+            let wait = wait.unwrap_or(lock.wait);
+            // The savepoint rides behind the lock statement only when that goes on
+            // the wire whole at once (prepared already, nothing set before it);
+            // otherwise it follows a claimed run.
             let savepoint = claim.is_some() && lock.xact;
+            let pipelined =
+                savepoint && advisory::sent_at_once(exec, lock.key, lock.xact, wait, around);
             let take = Box::pin(async {
-                let around = advisory::Around {
-                    txn,
-                    cancel_conn: cancel,
-                    claim: claim.as_ref(),
-                };
-                let wait = wait.unwrap_or(lock.wait);
                 let take = advisory::lock(exec, lock.key, lock.shared, lock.xact, wait, around);
-                if savepoint {
+                if pipelined {
                     // Polled in order: the lock statement goes first. On a lock
                     // that failed, the savepoint goes with the transaction.
                     let (taken, saved) =
@@ -278,7 +283,13 @@ impl Active {
             };
             self.lock = Some(lock);
             match claimed {
-                Some(Claimed::Run(run)) => self.claimed = Some(run),
+                Some(Claimed::Run(run)) => {
+                    self.claimed = Some(run);
+                    if savepoint && !pipelined {
+                        exec.batch(sql::BODY_SAVEPOINT).await?;
+                        self.body_savepoint = true;
+                    }
+                }
                 // Held, but the slot is taken: the undo of the failed setup
                 // releases the lock.
                 Some(Claimed::AlreadyRan(previous)) => {

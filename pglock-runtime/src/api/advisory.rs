@@ -219,8 +219,15 @@ impl AdvisoryLock {
         self
     }
 
-    pub(crate) fn spec(&self) -> Spec {
-        Spec {
+    /// The scope `run()` and `run_blocking()` enter. A slot cannot be shared.
+    pub(crate) fn spec(&self) -> Result<Spec, Error> {
+        if self.slot.is_some() && self.shared {
+            return Err(self.usage(
+                "a slot has one run, and shared holders run together: drop `shared()` or the \
+                 slot",
+            ));
+        }
+        Ok(Spec {
             alias: self.alias.clone(),
             lock: Some(LockSpec {
                 key: self.key,
@@ -240,23 +247,24 @@ impl AdvisoryLock {
                 slot,
                 retry: self.retry,
             }),
-        }
+        })
     }
 
-    /// A slot cannot be shared, and belongs to a call that knows when it ends.
-    fn check_slot(&self, acquiring: bool) -> Result<(), Error> {
-        match &self.slot {
-            Some(_) if acquiring => Err(Error::usage(
+    /// Guards have no slot: a slot belongs to a call that sees its run end.
+    fn check_no_slot(&self) -> Result<(), Error> {
+        match self.slot {
+            Some(_) => Err(self.usage(
                 "`once_per` / `slot` are for `run()` (and the attributes), which see the run \
                  end and record how: a guard does not; use `run()`",
             )),
-            Some(_) if self.shared => Err(Error::usage(
-                "a slot has one run, and shared holders run together: drop `shared()` or the \
-                 slot",
-            )),
-            _ => Ok(()),
+            None => Ok(()),
         }
-        .map_err(|e| e.with_key(self.key).with_alias(&self.alias))
+    }
+
+    fn usage(&self, message: &str) -> Error {
+        Error::usage(message)
+            .with_key(self.key)
+            .with_alias(&self.alias)
     }
 
     /// Runs `fut` while holding the lock, with the lock's connection as the scope
@@ -283,8 +291,7 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        self.check_slot(false)?;
-        Box::pin(scope::run(self.spec(), fut, |_| false))
+        Box::pin(scope::run(self.spec()?, fut, |_| false))
             .await
             .into_result()
     }
@@ -303,7 +310,7 @@ impl AdvisoryLock {
     /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
     /// errors.
     pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
-        self.check_slot(true)?;
+        self.check_no_slot()?;
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
         let exec = conn.exec();
@@ -407,7 +414,7 @@ impl AdvisoryLock {
         client: &'c Client,
         txn: Txn,
     ) -> Result<AdvisoryGuard<'c>, Error> {
-        self.check_slot(true)?;
+        self.check_no_slot()?;
         let exec = Exec::borrowed(client);
         let around = Around::txn(txn);
         match lock(exec, self.key, self.shared, self.xact, self.wait, around).await {

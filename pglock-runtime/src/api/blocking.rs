@@ -60,7 +60,7 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`](crate::ErrorKind::LostBeforeRelease)).
     pub fn run_blocking<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
-        let active = SyncActive::enter(self.spec())?;
+        let active = SyncActive::enter(self.spec()?)?;
         let out = f();
         active.exit(false).map(|()| out)
     }

@@ -106,6 +106,32 @@ impl<'a> Around<'a> {
     }
 }
 
+/// Whether [`lock`] puts its whole statement (execution included) on the wire
+/// when first polled, so that a statement joined behind it runs after it on the
+/// server: in pglock's own transaction, with no `lock_timeout` to set first, and
+/// the statement already prepared on the session (or not prepared at all, behind
+/// a transaction pooler).
+pub(crate) fn sent_at_once(
+    exec: Exec<'_>,
+    key: LockKey,
+    xact: bool,
+    wait: Wait,
+    around: Around<'_>,
+) -> bool {
+    if around.txn != Txn::Ours || !matches!(wait, Wait::Immediate | Wait::Inherit) {
+        return false;
+    }
+    let (k, x) = (KeyParams::new(key).kind(), usize::from(xact));
+    let (plain, form) = if wait == Wait::Immediate {
+        (sql::TRY_LOCK[k][x][0], ClaimForm::Try)
+    } else {
+        (sql::LOCK[k][x][0], ClaimForm::Wait)
+    };
+    let sql = around.claim.map_or(plain, |c| c.statement(k, x, form));
+    exec.session()
+        .is_none_or(|s| s.behind_pooler() || s.cached(sql).is_some())
+}
+
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
 /// wait is cancelled and, for a pooled connection (`cancel_conn`), the connection is
 /// discarded so that a grant that won the race dies with the session.
