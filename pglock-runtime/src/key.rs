@@ -1,5 +1,6 @@
 //! Advisory lock keys and the string hashes that interoperate with other libraries.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use sha2::Digest;
@@ -208,6 +209,21 @@ fn decimal_digits(be: &[u8]) -> String {
 pub trait ToLockKey {
     /// Converts to a key, hashing strings with `hash`.
     fn to_lock_key(&self, hash: KeyHash) -> LockKey;
+
+    /// The key and, for a key made from a string, that string: the lock's name,
+    /// which pglock records so that operators read `billing::send_invoices`
+    /// rather than a 64-bit number. The default has no name.
+    ///
+    /// ```
+    /// use pglock_runtime::{KeyHash, LockKey, ToLockKey};
+    ///
+    /// let (key, name) = ("invoice", 7).to_named_key(KeyHash::default());
+    /// assert_eq!((key, name.as_deref()), (LockKey::string("invoice:7"), Some("invoice:7")));
+    /// assert_eq!(42_i64.to_named_key(KeyHash::default()).1, None);
+    /// ```
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        (self.to_lock_key(hash), None)
+    }
 }
 
 impl ToLockKey for LockKey {
@@ -237,29 +253,59 @@ impl ToLockKey for str {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
         LockKey::hashed(self, hash)
     }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        (LockKey::hashed(self, hash), Some(Cow::Borrowed(self)))
+    }
 }
 
 impl ToLockKey for String {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
         LockKey::hashed(self, hash)
     }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        self.as_str().to_named_key(hash)
+    }
+}
+
+/// `"{prefix}:{value}"`, named by the same string.
+fn prefixed(
+    prefix: &str,
+    value: &dyn fmt::Display,
+    hash: KeyHash,
+) -> (LockKey, Option<Cow<'static, str>>) {
+    let name = format!("{prefix}:{value}");
+    (LockKey::hashed(&name, hash), Some(Cow::Owned(name)))
 }
 
 impl<T: fmt::Display> ToLockKey for (&str, T) {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
-        LockKey::hashed(&format!("{}:{}", self.0, self.1), hash)
+        self.to_named_key(hash).0
+    }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        prefixed(self.0, &self.1, hash)
     }
 }
 
 impl<T: fmt::Display> ToLockKey for (String, T) {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
-        LockKey::hashed(&format!("{}:{}", self.0, self.1), hash)
+        self.to_named_key(hash).0
+    }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        prefixed(&self.0, &self.1, hash)
     }
 }
 
 impl<T: ToLockKey + ?Sized> ToLockKey for &T {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
         (**self).to_lock_key(hash)
+    }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        (**self).to_named_key(hash)
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Holder {
     pub query: String,
     /// The lock mode it holds (`ExclusiveLock`, `ShareLock`, `AccessExclusiveLock`, …).
     pub mode: String,
+    /// The name of the advisory lock it holds, when the lock was made from a
+    /// string that pglock recorded (`billing::send_invoices`).
+    pub lock_name: Option<String>,
 }
 
 impl Holder {
@@ -63,6 +66,7 @@ impl Holder {
             state: row.get(7),
             query: row.get::<_, Option<String>>(8).unwrap_or_default(),
             mode: row.get::<_, Option<String>>(9).unwrap_or_default(),
+            lock_name: None,
         })
     }
 
@@ -231,6 +235,9 @@ pub struct LockInfo {
     pub relation_kind: Option<String>,
     /// The advisory key, decoded from `classid` / `objid` / `objsubid`.
     pub key: Option<LockKey>,
+    /// The advisory lock's name, when it was made from a string that pglock
+    /// recorded (`billing::send_invoices`).
+    pub name: Option<String>,
     /// The transaction id for `transactionid` and `virtualxid` locks.
     pub transaction: Option<String>,
     /// The session holding or awaiting the lock.
@@ -262,6 +269,7 @@ impl LockInfo {
             relation: row.get(b + 4),
             relation_kind: row.get(b + 5),
             key,
+            name: None,
             transaction: row.get(b + 9),
             backend: Backend::from_row(row),
         }

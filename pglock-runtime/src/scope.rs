@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::key::LockKey;
 use crate::lock::advisory;
 use crate::lock::heartbeat::Heartbeat;
+use crate::lock::names::{self, Name};
 use crate::lock::queue::{Releasing, Turn};
 use crate::lock::schema;
 use crate::lock::slot::{self, Claim, Claimed, ClaimedRun, SlotSpec};
@@ -43,6 +44,8 @@ pub(crate) struct Spec {
     /// A scheduled call: the lock statement also claims this slot, and the body
     /// runs only if the slot had not run.
     pub(crate) slot: Option<SlotSpec>,
+    /// The lock's name, recorded on first use.
+    pub(crate) name: Option<Name>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +66,7 @@ impl Spec {
             cancel_on_lost: false,
             holders: true,
             slot: None,
+            name: None,
         }
     }
 
@@ -177,7 +181,11 @@ impl Active {
 
     async fn setup(&mut self, spec: &Spec, wait: Option<Wait>) -> Result<(), Error> {
         let exec = self.conn.exec();
-        // pglock's schema first: installing it is a transaction of its own.
+        // The lock's name once per process; then pglock's schema for a slot:
+        // both may install the schema, a transaction of its own.
+        if let (Some(name), Some(lock)) = (&spec.name, spec.lock) {
+            names::record(&self.conn, self.fresh, lock.key, name).await?;
+        }
         let statements = match (&spec.slot, spec.lock) {
             (Some(_), Some(_)) => Some(self.schema(&spec.alias).await?),
             _ => None,

@@ -462,6 +462,15 @@ pub(crate) struct SchemaSql {
     /// Slots of `once_per` jobs between `$2` and now that no instance ran, newest
     /// first: `$1` job name or NULL, `$3` limit.
     pub(crate) missed: String,
+    /// Records a lock's name (`$1..$3` the key's `pg_locks` ids, `$4` the name,
+    /// `$5` the hash) unless the key has one; returns the key's name: ours, or
+    /// the one recorded before (two names of one key exclude each other).
+    pub(crate) record_name: String,
+    /// The recorded names of the keys `unnest($1, $2, $3)` (`pg_locks` ids).
+    pub(crate) names_of: String,
+    /// The sessions holding advisory locks whose recorded name starts with `$1`:
+    /// [`ADVISORY_HOLDERS`]' columns, then the name.
+    pub(crate) held_with_prefix: String,
 }
 
 /// Which lock statement a claim wraps.
@@ -523,6 +532,28 @@ impl SchemaSql {
                  WHERE NOT EXISTS (SELECT 1 FROM {s}.runs r \
                    WHERE r.job = j.job AND r.slot_start = g.slot_start) \
                  ORDER BY g.slot_start DESC, j.job LIMIT $3"
+            ),
+            record_name: format!(
+                "WITH ins AS (INSERT INTO {s}.lock_names (classid, objid, objsubid, name, hash) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (classid, objid, objsubid) DO NOTHING \
+                   RETURNING name) \
+                 SELECT name FROM ins UNION ALL SELECT name FROM {s}.lock_names \
+                 WHERE classid = $1 AND objid = $2 AND objsubid = $3"
+            ),
+            names_of: format!(
+                "SELECT n.classid, n.objid, n.objsubid, n.name FROM {s}.lock_names n \
+                 JOIN unnest($1::oid[], $2::oid[], $3::int2[]) AS k(c, o, s) \
+                 ON n.classid = k.c AND n.objid = k.o AND n.objsubid = k.s"
+            ),
+            held_with_prefix: format!(
+                "SELECT a.pid, a.application_name, a.usename::text, host(a.client_addr), \
+                 a.backend_start, a.xact_start, a.state_change, a.state, a.query, l.mode, n.name \
+                 FROM {s}.lock_names n \
+                 JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted \
+                   AND l.classid = n.classid AND l.objid = n.objid AND l.objsubid = n.objsubid \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE starts_with(n.name, $1) ORDER BY n.name, a.backend_start"
             ),
         }
     }

@@ -13,6 +13,7 @@ use crate::error::ErrorKind;
 use crate::key::{KeyHash, LockKey, ToLockKey};
 use crate::lock::advisory::{begin_with, failed, lock, take_turn, unlock, Around};
 use crate::lock::heartbeat::Heartbeat;
+use crate::lock::names::{self, Name};
 use crate::lock::queue::Turn;
 use crate::lock::slot::SlotSpec;
 use crate::lock::txn::{in_transaction, Txn, Wait};
@@ -53,6 +54,8 @@ pub struct AdvisoryLock {
     slot: Option<Slot>,
     retry: bool,
     job: Option<Cow<'static, str>>,
+    /// The string the key was made from, recorded on first use.
+    name: Option<Name>,
 }
 
 impl fmt::Debug for AdvisoryLock {
@@ -81,7 +84,7 @@ impl fmt::Debug for AdvisoryLock {
 /// assert_eq!(advisory("hello").key(), LockKey::Int(1054880662928880172));
 /// ```
 pub fn advisory(key: impl ToLockKey) -> AdvisoryLock {
-    AdvisoryLock::new(key.to_lock_key(KeyHash::default()))
+    advisory_with(key, KeyHash::default())
 }
 
 /// Like [`advisory`], hashing a string key with `hash`.
@@ -93,7 +96,12 @@ pub fn advisory(key: impl ToLockKey) -> AdvisoryLock {
 /// assert_eq!(lock.key(), LockKey::Int(5976985304735029827));
 /// ```
 pub fn advisory_with(key: impl ToLockKey, hash: KeyHash) -> AdvisoryLock {
-    AdvisoryLock::new(key.to_lock_key(hash))
+    let (key, name) = key.to_named_key(hash);
+    let name = name.map(|n| names::intern(key, &n, hash));
+    AdvisoryLock {
+        name,
+        ..AdvisoryLock::new(key)
+    }
 }
 
 impl AdvisoryLock {
@@ -109,6 +117,7 @@ impl AdvisoryLock {
             slot: None,
             retry: false,
             job: None,
+            name: None,
         }
     }
 
@@ -239,11 +248,13 @@ impl AdvisoryLock {
             prioritize: None,
             cancel_on_lost: self.cancel_on_lost,
             holders: true,
+            name: self.name.clone(),
             slot: self.slot.clone().map(|slot| SlotSpec {
-                job: self
-                    .job
-                    .clone()
-                    .unwrap_or_else(|| self.key.to_string().into()),
+                // The job is named as given, else by its lock.
+                job: self.job.clone().unwrap_or_else(|| match &self.name {
+                    Some(n) => n.name.to_string().into(),
+                    None => self.key.to_string().into(),
+                }),
                 slot,
                 retry: self.retry,
             }),
@@ -291,9 +302,12 @@ impl AdvisoryLock {
     /// As [`acquire`](AdvisoryLock::acquire), plus release errors
     /// ([`ErrorKind::LostBeforeRelease`]). The future's own output is inside `Ok`.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Error> {
-        Box::pin(scope::run(self.spec()?, fut, |_| false))
-            .await
-            .into_result()
+        // Boxed before the first await, so that the future itself stays small.
+        let run = match self.spec() {
+            Ok(spec) => Box::pin(scope::run(spec, fut, |_| false)),
+            Err(e) => return Err(e),
+        };
+        run.await.into_result()
     }
 
     /// Acquires the lock on the scope connection of the alias (inside an annotated
@@ -313,6 +327,9 @@ impl AdvisoryLock {
         self.check_no_slot()?;
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
+        if let Some(name) = &self.name {
+            names::record(&conn, fresh, self.key, name).await?;
+        }
         let exec = conn.exec();
         let txn = if self.xact {
             if fresh {
@@ -415,6 +432,15 @@ impl AdvisoryLock {
         txn: Txn,
     ) -> Result<AdvisoryGuard<'c>, Error> {
         self.check_no_slot()?;
+        // The caller's client is left alone: a clash is still caught.
+        if let Some(Name {
+            name,
+            clash: Some(other),
+            ..
+        }) = &self.name
+        {
+            return Err(names::clash(self.key, name, other));
+        }
         let exec = Exec::borrowed(client);
         let around = Around::txn(txn);
         match lock(exec, self.key, self.shared, self.xact, self.wait, around).await {

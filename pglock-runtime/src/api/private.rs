@@ -13,6 +13,7 @@ pub use crate::lock::watchdog::PrioritizeAction;
 use crate::api::on_fail::{Raise, Skipped};
 use crate::error::Error;
 use crate::key::{LockKey, ToLockKey};
+use crate::lock::names::{self, Name};
 use crate::lock::slot::SlotSpec;
 use crate::lock::txn::Wait;
 use crate::pool::registry::DEFAULT_ALIAS;
@@ -25,10 +26,29 @@ pub fn slot<S: ToSlot + ?Sized>(s: &S) -> Slot {
     s.to_slot()
 }
 
+/// A key expression converted with the attribute's hash, and its name when it
+/// was made from a string.
+#[derive(Debug)]
+pub struct Key {
+    key: LockKey,
+    name: Option<Name>,
+}
+
+impl From<LockKey> for Key {
+    #[inline]
+    fn from(key: LockKey) -> Key {
+        Key { key, name: None }
+    }
+}
+
 /// Converts a key expression with the attribute's hash.
 #[inline]
-pub fn key<K: ToLockKey + ?Sized>(k: &K, hash: KeyHash) -> LockKey {
-    k.to_lock_key(hash)
+pub fn key<K: ToLockKey + ?Sized>(k: &K, hash: KeyHash) -> Key {
+    let (key, name) = k.to_named_key(hash);
+    Key {
+        key,
+        name: name.map(|n| names::intern(key, &n, hash)),
+    }
 }
 
 /// One annotated call.
@@ -38,6 +58,7 @@ pub struct Plan {
     function: &'static str,
     alias: &'static str,
     key: Option<LockKey>,
+    name: Option<Name>,
     shared: bool,
     xact: bool,
     wait: Wait,
@@ -56,6 +77,7 @@ impl Plan {
             function,
             alias: DEFAULT_ALIAS,
             key: None,
+            name: None,
             shared: false,
             xact: false,
             wait: Wait::Inherit,
@@ -76,8 +98,10 @@ impl Plan {
 
     /// Takes an advisory lock on `key`.
     #[inline]
-    pub fn advisory(mut self, key: LockKey) -> Plan {
+    pub fn advisory(mut self, key: impl Into<Key>) -> Plan {
+        let Key { key, name } = key.into();
         self.key = Some(key);
+        self.name = name;
         self
     }
 
@@ -161,6 +185,7 @@ impl Plan {
                 .map(|p| (p.using(self.alias).into_rules(), None)),
             cancel_on_lost: self.cancel_on_lost,
             holders,
+            name: self.name.clone(),
             slot: self.slot.clone().map(|slot| SlotSpec {
                 job: Cow::Borrowed(self.function),
                 slot,

@@ -2,7 +2,7 @@
 //! its filters.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::inspect::tree::{blocking_tree, BlockingNode};
 use crate::key::LockKey;
 use crate::lock::holders::advisory_holders;
+use crate::lock::{names, schema};
 use crate::pool::connection::Connection;
 use crate::pool::registry::DEFAULT_ALIAS;
 use crate::rows::{Backend, BlockingPair, Holder, LockInfo};
@@ -173,7 +174,76 @@ impl Inspector {
     /// Checkout and query errors.
     pub async fn holders(&self, key: LockKey) -> Result<Vec<Holder>, Error> {
         let conn = self.conn().await?;
-        advisory_holders(conn.exec(), key).await
+        let mut holders = advisory_holders(conn.exec(), key).await?;
+        if !holders.is_empty() {
+            let name = self.name_on(&conn, key).await;
+            for h in &mut holders {
+                h.lock_name.clone_from(&name);
+            }
+        }
+        Ok(holders)
+    }
+
+    /// The name of `key`: the string it was made from, as this process or
+    /// another one recorded it in pglock's schema; `None` for numeric keys and
+    /// names never recorded.
+    ///
+    /// # Errors
+    ///
+    /// Checkout errors.
+    pub async fn name(&self, key: LockKey) -> Result<Option<String>, Error> {
+        let conn = self.conn().await?;
+        Ok(self.name_on(&conn, key).await)
+    }
+
+    async fn name_on(&self, conn: &Connection, key: LockKey) -> Option<String> {
+        let schema_name = conn.config().schema_name();
+        names::lookup(conn.exec(), schema_name, [key])
+            .await
+            .remove(&key)
+    }
+
+    /// The advisory locks held right now whose name starts with `prefix`, by
+    /// name, each with its holders (django-mysql's `held_with_prefix`). Only
+    /// names recorded in pglock's schema are seen: those of string keys used by
+    /// pglock in any process.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// for (name, holders) in pglock_runtime::inspect().held_with_prefix("billing.").await? {
+    ///     println!("{name}: held by {:?}", holders.iter().map(|h| h.pid).collect::<Vec<_>>());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Checkout and query errors (none when pglock's schema is not installed:
+    /// then no name was recorded, and the map is empty).
+    pub async fn held_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, Vec<Holder>>, Error> {
+        let conn = self.conn().await?;
+        let statements = schema::statements(conn.config().schema_name());
+        let rows = match conn
+            .exec()
+            .query(&statements.held_with_prefix, &[(&prefix, Type::TEXT)])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) if schema::is_missing(&e) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(schema::read_error(e, conn.config().schema_name())),
+        };
+        let mut held: BTreeMap<String, Vec<Holder>> = BTreeMap::new();
+        for row in &rows {
+            let name: String = row.get(10);
+            if let Some(mut h) = Holder::from_row(row) {
+                h.lock_name = Some(name.clone());
+                held.entry(name).or_default().push(h);
+            }
+        }
+        Ok(held)
     }
 
     /// Whether anyone holds `key` right now. Only a snapshot: acting on it races
@@ -261,7 +331,13 @@ async fn fetch_locks(conn: &Connection, f: &LockFilter) -> Result<Vec<LockInfo>,
         )
         .await
         .map_err(Error::from_pg)?;
-    Ok(rows.iter().map(LockInfo::from_row).collect())
+    let mut locks: Vec<LockInfo> = rows.iter().map(LockInfo::from_row).collect();
+    let schema_name = conn.config().schema_name();
+    let names = names::lookup(conn.exec(), schema_name, locks.iter().filter_map(|l| l.key)).await;
+    for l in &mut locks {
+        l.name = l.key.and_then(|k| names.get(&k).cloned());
+    }
+    Ok(locks)
 }
 
 async fn blocking_pairs(conn: &Connection) -> Result<Vec<BlockingPair>, Error> {

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 use crate::error::Error;
@@ -156,14 +155,7 @@ fn not_installed_is_empty(
     schema_name: &str,
 ) -> Result<Vec<tokio_postgres::Row>, Error> {
     match rows {
-        Err(e)
-            if matches!(
-                e.sqlstate(),
-                Some(&SqlState::INVALID_SCHEMA_NAME | &SqlState::UNDEFINED_TABLE)
-            ) =>
-        {
-            Ok(Vec::new())
-        }
+        Err(e) if schema::is_missing(&e) => Ok(Vec::new()),
         r => r.map_err(|e| schema::read_error(e, schema_name)),
     }
 }

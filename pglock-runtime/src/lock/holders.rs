@@ -5,11 +5,13 @@ use tokio_postgres::types::Type;
 
 use crate::error::Error;
 use crate::key::LockKey;
+use crate::lock::names;
 use crate::rows::Holder;
 use crate::sql;
 use crate::wire::exec::Exec;
 
-/// The sessions other than `exec`'s holding `key`.
+/// The sessions other than `exec`'s holding `key`, with the lock's name when
+/// this process knows it.
 pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec<Holder>, Error> {
     let (c, o, s) = key.pg_locks_ids();
     let rows = exec
@@ -18,7 +20,15 @@ pub(crate) async fn advisory_holders(exec: Exec<'_>, key: LockKey) -> Result<Vec
             &[(&c, Type::OID), (&o, Type::OID), (&s, Type::INT2)],
         )
         .await?;
-    Ok(rows.iter().filter_map(Holder::from_row).collect())
+    let name = names::known(key);
+    Ok(rows
+        .iter()
+        .filter_map(Holder::from_row)
+        .map(|h| Holder {
+            lock_name: name.as_deref().map(str::to_owned),
+            ..h
+        })
+        .collect())
 }
 
 /// The sessions other than `exec`'s holding a lock on one of `relations`

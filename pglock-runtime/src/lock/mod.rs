@@ -5,6 +5,7 @@
 pub(crate) mod advisory;
 pub(crate) mod heartbeat;
 pub(crate) mod holders;
+pub(crate) mod names;
 pub(crate) mod queue;
 pub(crate) mod schema;
 pub(crate) mod slot;

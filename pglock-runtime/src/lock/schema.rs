@@ -157,6 +157,14 @@ fn schema_error(e: Error, name: &str, role: Option<&str>) -> Error {
     .with_source_of(e)
 }
 
+/// The schema, or one of its tables, does not exist (yet): nothing was recorded.
+pub(crate) fn is_missing(e: &Error) -> bool {
+    matches!(
+        e.sqlstate(),
+        Some(&SqlState::INVALID_SCHEMA_NAME | &SqlState::UNDEFINED_TABLE)
+    )
+}
+
 /// A failed read of pglock's schema; a role without the grants is told which.
 pub(crate) fn read_error(e: Error, name: &str) -> Error {
     if e.sqlstate() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) {

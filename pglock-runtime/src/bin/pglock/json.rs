@@ -51,6 +51,7 @@ pub(crate) fn lock_json(l: &LockInfo) -> Value {
         "relation": l.relation,
         "relation_kind": l.relation_kind,
         "key": key,
+        "name": l.name,
         "transaction": l.transaction,
         "backend": backend_json(&l.backend),
     })

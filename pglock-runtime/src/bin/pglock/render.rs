@@ -34,12 +34,15 @@ fn target(l: &LockInfo) -> String {
     if let Some(r) = &l.relation {
         return r.clone();
     }
-    match l.key {
-        Some(LockKey::Int(k)) => return format!("key {k}"),
-        Some(LockKey::Pair(a, b)) => return format!("key ({a}, {b})"),
-        None => {}
+    let key = match l.key {
+        Some(LockKey::Int(k)) => format!("key {k}"),
+        Some(LockKey::Pair(a, b)) => format!("key ({a}, {b})"),
+        None => return l.transaction.clone().unwrap_or_default(),
+    };
+    if let Some(name) = &l.name {
+        return format!("{name} ({key})");
     }
-    l.transaction.clone().unwrap_or_default()
+    key
 }
 
 /// Prints rows as a table whose last column (the query) is cut to the terminal
