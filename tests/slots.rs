@@ -29,6 +29,8 @@ const OFFSETS_MS: [u64; 4] = [0, 100, 200, 300];
 struct Fleet {
     /// The job's name in pglock's record of runs (the annotated function's path).
     job: String,
+    /// The lock's key, a string: its name is recorded by the workers.
+    key: String,
     /// The workers' schedule offsets.
     offsets: Vec<u64>,
     /// Ticks the fleet was scheduled for (periods since the epoch), in order.
@@ -150,6 +152,7 @@ async fn fleet(mode: &str, offsets: &[u64]) -> Fleet {
         .expect("drop the runs table");
     Fleet {
         job: format!("slot_worker::job_{mode}"),
+        key,
         offsets: offsets.to_vec(),
         ticks,
         per_tick,
@@ -234,6 +237,18 @@ async fn exactly_once_per_tick(mode: &str) {
         .await
         .expect("pglock.runs");
     assert_eq!(rows.len(), f.ticks.len(), "one recorded run per slot");
+    // The workers recorded the lock's name: this process never used it.
+    let (c, o, s) = pglock_runtime::LockKey::string(&f.key).pg_locks_ids();
+    let named: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pglock.lock_names \
+             WHERE classid = $1 AND objid = $2 AND objsubid = $3 AND name = $4",
+            &[&c, &o, &s, &f.key],
+        )
+        .await
+        .expect("pglock.lock_names")
+        .get(0);
+    assert_eq!(named, 1, "the workers recorded the lock's name");
     for row in rows {
         assert_eq!(
             row.get::<_, &str>(1),
