@@ -53,7 +53,7 @@ async fn send_reminders(worker: u64) -> bool {
 async fn worker(worker: u64) -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL")?;
     let mut pg: tokio_postgres::Config = url.parse()?;
-    pg.application_name(&format!("scheduler-worker-{worker}"));
+    pg.application_name(format!("scheduler-worker-{worker}"));
     pglock_runtime::register("default", pglock_runtime::Config::new(pg))?;
     let sched = JobScheduler::new().await?;
     sched
