@@ -721,13 +721,14 @@ async fn xact_rolls_back_a_failed_body_but_keeps_its_run() {
 /// The first `xact` slot call on a connection, failing: its run must stay
 /// recorded (`failed`) and its slot taken, as on a connection that ran one before.
 ///
-/// Fails today: the claim statement is not prepared on the connection yet, so
-/// `advisory::lock` first awaits `Session::statement` (a prepare), and the
-/// `SAVEPOINT pglock_body` that `Active::setup` (scope.rs) joins behind the lock
-/// reaches the server *before* the claim executes. The server log reads `BEGIN`,
-/// `SAVEPOINT pglock_body`, `execute` (lock and claim), `ROLLBACK TO SAVEPOINT
-/// pglock_body`, the `finish` update, `COMMIT`: the rollback undoes the claim
-/// (and the lock), `finish` updates no row, and the slot is open again.
+/// Regression: the claim statement is not prepared on the connection yet, so
+/// `advisory::lock` first awaits `Session::statement` (a prepare). A
+/// `SAVEPOINT pglock_body` joined behind the lock used to reach the server
+/// *before* the claim executed (`BEGIN`, `SAVEPOINT pglock_body`, execute,
+/// `ROLLBACK TO SAVEPOINT pglock_body`, `finish`, `COMMIT`): the rollback undid
+/// the claim, `finish` updated no row, and the slot was open again. Now the
+/// savepoint follows the claim unless the lock statement goes out whole at once
+/// (`lock::advisory::sent_at_once`).
 #[tokio::test]
 async fn an_xact_run_that_fails_first_on_its_connection_keeps_its_record() {
     setup_owned();

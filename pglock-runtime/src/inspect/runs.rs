@@ -6,12 +6,15 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use tokio_postgres::types::Type;
+use tokio_postgres::Row;
 
 use crate::error::Error;
 use crate::lock::schema;
 use crate::pool::connection::Connection;
 use crate::pool::registry::DEFAULT_ALIAS;
 use crate::run::{MissedSlot, Run};
+use crate::sql::SchemaSql;
+use crate::wire::exec::Param;
 
 /// The runs of scheduled jobs recorded on the `"default"` alias; see [`Runs`].
 ///
@@ -103,59 +106,44 @@ impl Runs {
     /// Checkout and database errors ([`ErrorKind::Permission`](crate::ErrorKind::Permission)
     /// when the role may not read pglock's schema).
     pub async fn recent(&self) -> Result<Vec<Run>, Error> {
-        let conn = Connection::checkout(&self.alias).await?;
-        let statements = schema::statements(conn.config().schema_name());
-        let since = self.since_or_default();
-        let rows = conn
-            .exec()
-            .query(
-                &statements.runs,
-                &[
-                    (&self.job, Type::TEXT),
-                    (&since, Type::TIMESTAMPTZ),
-                    (&self.limit, Type::INT8),
-                ],
-            )
-            .await;
-        let rows = not_installed_is_empty(rows, conn.config().schema_name())?;
+        let rows = self.read(|s| &s.runs).await?;
         Ok(rows.iter().map(Run::from_row).collect())
     }
 
     /// The slots of `once_per` jobs, from the later of [`since`](Runs::since) and
     /// the job's first recorded run up to the slot before the current one, for
-    /// which no instance claimed a run, newest first. (Jobs with `slot = <expr>` name their
-    /// own slots, so pglock cannot know which of them were due.)
+    /// which no instance claimed a run, newest first. (Jobs with `slot = <expr>`
+    /// name their own slots, so pglock cannot know which of them were due.)
     ///
     /// # Errors
     ///
     /// As [`recent`](Runs::recent).
     pub async fn missed(&self) -> Result<Vec<MissedSlot>, Error> {
-        let conn = Connection::checkout(&self.alias).await?;
-        let statements = schema::statements(conn.config().schema_name());
-        let since = self.since_or_default();
-        let rows = conn
-            .exec()
-            .query(
-                &statements.missed,
-                &[
-                    (&self.job, Type::TEXT),
-                    (&since, Type::TIMESTAMPTZ),
-                    (&self.limit, Type::INT8),
-                ],
-            )
-            .await;
-        let rows = not_installed_is_empty(rows, conn.config().schema_name())?;
+        let rows = self.read(|s| &s.missed).await?;
         Ok(rows.iter().map(MissedSlot::from_row).collect())
     }
-}
 
-/// No schema (or no `runs` table yet): nothing ran.
-fn not_installed_is_empty(
-    rows: Result<Vec<tokio_postgres::Row>, Error>,
-    schema_name: &str,
-) -> Result<Vec<tokio_postgres::Row>, Error> {
-    match rows {
-        Err(e) if schema::is_missing(&e) => Ok(Vec::new()),
-        r => r.map_err(|e| schema::read_error(e, schema_name)),
+    /// Runs one of the two statements (same parameters: job, since, limit) on
+    /// the alias's schema; a schema not installed yet reads as no rows.
+    async fn read(
+        &self,
+        statement: fn(&'static SchemaSql) -> &'static String,
+    ) -> Result<Vec<Row>, Error> {
+        let conn = Connection::checkout(&self.alias).await?;
+        let name = conn.config().schema_name();
+        let since = self.since_or_default();
+        let params: [Param<'_>; 3] = [
+            (&self.job, Type::TEXT),
+            (&since, Type::TIMESTAMPTZ),
+            (&self.limit, Type::INT8),
+        ];
+        match conn
+            .exec()
+            .query(statement(schema::statements(name)), &params)
+            .await
+        {
+            Err(e) if schema::is_missing(&e) => Ok(Vec::new()),
+            r => r.map_err(|e| schema::read_error(e, name)),
+        }
     }
 }
