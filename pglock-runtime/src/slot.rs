@@ -110,6 +110,12 @@ impl fmt::Display for Slot {
 /// let planned = UNIX_EPOCH + Duration::from_secs(3 * 3600);
 /// assert_eq!(planned.to_slot().to_string(), "1970-01-01T03:00:00.000000Z");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot name a slot",
+    label = "not convertible to a slot",
+    note = "a slot is named by a `SystemTime` (the scheduler's planned fire time), a string (a date), \
+            an integer or a `pglock_runtime::Slot`; or implement `pglock_runtime::ToSlot` for `{Self}`"
+)]
 pub trait ToSlot {
     /// The slot this value names.
     fn to_slot(&self) -> Slot;
