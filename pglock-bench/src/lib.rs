@@ -22,11 +22,11 @@ use pglock_runtime::Config;
 use pglock_testkit::observe::session;
 
 pub use process::cpu_micros;
-pub use report::{print, to_json, Report, Row, Verdict, WireRow};
+pub use report::{print, slot_verdict_names, to_json, Report, Row, Verdict, WireRow};
 pub use wire::host_port;
 
 use ops::{plain, Env};
-use report::verdicts;
+use report::{slot_ratios, verdicts};
 use sample::interleaved;
 use scenarios::{frugality, handoff, memory_per_lock, throughput, throughput_names, wire_counts};
 
@@ -95,6 +95,7 @@ pub async fn run(url: &str, s: Settings) -> Report {
         r.push(name, m, Some(p), "µs");
     }
     drop(ops);
+    slot_ratios(&mut r);
 
     // Round trips per operation, on the wire.
     r.wire = wire_counts(&proxy, &counted_url, busy_key, s.iterations.min(20)).await;

@@ -2,7 +2,8 @@
 //! statements, the pool, and pglock's builders and annotated functions on one
 //! alias.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use pglock_runtime::{advisory, connection_for, Error};
 use pglock_testkit::observe::session;
@@ -18,6 +19,42 @@ pub(crate) struct Fns {
     xact: fn() -> BoxFut<'static, Result<(), Error>>,
     skip_if_busy: fn(i64) -> BoxFut<'static, bool>,
     sync: fn() -> Result<(), Error>,
+    /// `once_per = "1s"`, `timeout = 0, on_fail = skip` on a key given per call.
+    once_per: fn(i64) -> BoxFut<'static, bool>,
+    /// `once_per` with a slot of ~95 years on a fixed key: after its first call
+    /// every call finds the lock free and the slot taken.
+    already_ran: fn() -> BoxFut<'static, bool>,
+    /// `slot = <expr>`, `timeout = 0, on_fail = skip`.
+    slot: fn(String) -> BoxFut<'static, bool>,
+    /// The same with `xact`.
+    xact_slot: fn(String) -> BoxFut<'static, bool>,
+}
+
+/// Scheduled-slot keys and labels: unique per call across the whole run (both
+/// aliases), so that every run-path call finds its slot free.
+static SLOT_CALLS: AtomicI64 = AtomicI64::new(0);
+
+fn next_call() -> i64 {
+    SLOT_CALLS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A key no earlier call of this run used: its `once_per` slot is free.
+fn fresh_key() -> i64 {
+    KEY + 0x1000_0000 + next_call()
+}
+
+/// A slot label no earlier call (of this run, or of an earlier run against the
+/// same cluster) used.
+fn fresh_slot() -> String {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("bench-{}-{}", t.as_nanos(), std::process::id())
+    });
+    format!("{run}-{}", next_call())
 }
 
 macro_rules! annotated {
@@ -52,12 +89,38 @@ macro_rules! annotated {
                 Ok(())
             }
 
+            #[advisory_lock(key = key, timeout = 0, on_fail = skip, once_per = "1s", using = $alias)]
+            async fn once_per(key: i64) -> bool {
+                true
+            }
+
+            #[advisory_lock(key = KEY + 6, timeout = 0, on_fail = skip, once_per = 3_000_000_000,
+                using = $alias)]
+            async fn already_ran() -> bool {
+                true
+            }
+
+            #[advisory_lock(key = KEY + 7, timeout = 0, on_fail = skip, slot = slot, using = $alias)]
+            async fn slot(slot: String) -> bool {
+                true
+            }
+
+            #[advisory_lock(key = KEY + 8, xact, timeout = 0, on_fail = skip, slot = slot,
+                using = $alias)]
+            async fn xact_slot(slot: String) -> bool {
+                true
+            }
+
             pub(crate) const FNS: Fns = Fns {
                 empty: || -> BoxFut<'static, _> { Box::pin(empty()) },
                 awaited: || -> BoxFut<'static, _> { Box::pin(awaited()) },
                 xact: || -> BoxFut<'static, _> { Box::pin(xact()) },
                 skip_if_busy: |k| -> BoxFut<'static, _> { Box::pin(skip_if_busy(k)) },
                 sync,
+                once_per: |k| -> BoxFut<'static, _> { Box::pin(once_per(k)) },
+                already_ran: || -> BoxFut<'static, _> { Box::pin(already_ran()) },
+                slot: |s| -> BoxFut<'static, _> { Box::pin(slot(s)) },
+                xact_slot: |s| -> BoxFut<'static, _> { Box::pin(xact_slot(s)) },
             };
         }
     };
@@ -82,6 +145,10 @@ pub(crate) struct Env {
 impl Env {
     pub(crate) async fn new(raw_url: &str, alias: &'static str, busy_key: i64, fns: Fns) -> Env {
         let raw = session(raw_url, "bench-raw").await;
+        // The first scheduled call of the alias installs pglock's schema (or
+        // checks it): not what the rows measure. This one also takes the
+        // long slot, so that every later call of `already_ran` skips.
+        (fns.already_ran)().await;
         Env {
             select1: raw.prepare("SELECT 1").await.unwrap(),
             lock: raw.prepare("SELECT pg_advisory_lock($1)").await.unwrap(),
@@ -105,6 +172,10 @@ impl Env {
         let xact = fns.xact;
         let skip = fns.skip_if_busy;
         let sync = fns.sync;
+        let once_per = fns.once_per;
+        let already_ran = fns.already_ran;
+        let slot = fns.slot;
+        let xact_slot = fns.xact_slot;
         vec![
             (
                 "raw SELECT 1",
@@ -240,6 +311,70 @@ impl Env {
                 Box::new(move || -> BoxFut<'_, Option<Duration>> {
                     Box::pin(async move {
                         tokio::task::block_in_place(|| sync().unwrap());
+                        None
+                    })
+                }),
+            ),
+            (
+                "once_per, busy (skip)",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        assert!(!once_per(busy).await);
+                        None
+                    })
+                }),
+            ),
+            (
+                "once_per, already ran (skip)",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        assert!(!already_ran().await, "the slot was taken in Env::new");
+                        None
+                    })
+                }),
+            ),
+            (
+                "once_per, run (slot free)",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        let k = fresh_key();
+                        assert!(once_per(k).await, "a fresh key's slot is free");
+                        None
+                    })
+                }),
+            ),
+            (
+                "slot = <expr>, run",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        let s = fresh_slot();
+                        assert!(slot(s).await, "a fresh slot is free");
+                        None
+                    })
+                }),
+            ),
+            (
+                "xact + slot, run",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        let s = fresh_slot();
+                        assert!(xact_slot(s).await, "a fresh slot is free");
+                        None
+                    })
+                }),
+            ),
+            (
+                "no_wait().slot(..).run(async {})",
+                Box::new(move || -> BoxFut<'_, Option<Duration>> {
+                    Box::pin(async move {
+                        let s = fresh_slot();
+                        advisory(KEY + 9)
+                            .using(alias)
+                            .no_wait()
+                            .slot(s)
+                            .run(async {})
+                            .await
+                            .unwrap();
                         None
                     })
                 }),

@@ -14,7 +14,7 @@ pub struct Row {
     pub unit: &'static str,
 }
 
-/// A target from issue 6, checked against this run's rows.
+/// A target from issue 6 or 12, checked against this run's rows.
 #[derive(Debug, Clone)]
 pub struct Verdict {
     /// What is compared.
@@ -82,23 +82,150 @@ impl Report {
     }
 }
 
-/// Checks the targets of issue 6 against the measured rows.
+/// How a verdict's measured value is compared with its limit.
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    AtMost,
+    AtLeast,
+    Equal,
+}
+
+/// Latency ratios of the scheduled-slot operations (issue 12), against the
+/// baselines measured in the same interleaved run: `(row, numerator,
+/// denominator)`.
+const SLOT_RATIOS: [(&str, &str, &str); 8] = [
+    (
+        "once_per run / pool SELECT 1",
+        "once_per, run (slot free)",
+        "pool SELECT 1",
+    ),
+    (
+        "once_per run / annotated async fn",
+        "once_per, run (slot free)",
+        "annotated async fn",
+    ),
+    (
+        "already-ran skip / pool SELECT 1",
+        "once_per, already ran (skip)",
+        "pool SELECT 1",
+    ),
+    (
+        "already-ran skip / annotated async fn",
+        "once_per, already ran (skip)",
+        "annotated async fn",
+    ),
+    (
+        "once_per busy skip / busy skip",
+        "once_per, busy (skip)",
+        "timeout = 0, busy (skip)",
+    ),
+    (
+        "slot = <expr> run / annotated async fn",
+        "slot = <expr>, run",
+        "annotated async fn",
+    ),
+    (
+        "xact + slot run / annotated xact",
+        "xact + slot, run",
+        "annotated xact",
+    ),
+    (
+        "no_wait().slot(..).run / run(async {})",
+        "no_wait().slot(..).run(async {})",
+        "pglock run(async {})",
+    ),
+];
+
+/// Adds the scheduled-slot latency ratios (after the latency rows).
+pub(crate) fn slot_ratios(r: &mut Report) {
+    for (name, a, b) in SLOT_RATIOS {
+        let v = r.value(a) / r.value(b);
+        r.push(name, v, None, "×");
+    }
+}
+
+/// Round-trip targets of issue 12 (scheduled slots): `(verdict, operation,
+/// baseline, extra round trips allowed, comparison)`, round trips as
+/// [`round_trips`] counts them.
+const SLOT_ROUND_TRIPS: [(&str, &str, &str, f64, Cmp); 6] = [
+    (
+        "once_per busy skip: over busy skip",
+        "once_per, busy (skip)",
+        "timeout = 0, busy (skip)",
+        0.0,
+        Cmp::Equal,
+    ),
+    (
+        "already-ran skip: over annotated call",
+        "once_per, already ran (skip)",
+        "annotated async fn",
+        0.0,
+        Cmp::AtMost,
+    ),
+    (
+        "once_per run: over annotated call",
+        "once_per, run (slot free)",
+        "annotated async fn",
+        1.0,
+        Cmp::AtMost,
+    ),
+    (
+        "slot = <expr> run: over annotated call",
+        "slot = <expr>, run",
+        "annotated async fn",
+        1.0,
+        Cmp::AtMost,
+    ),
+    (
+        "xact + slot run: over annotated xact",
+        "xact + slot, run",
+        "annotated xact",
+        1.0,
+        Cmp::AtMost,
+    ),
+    (
+        "no_wait().slot(..).run: over run()",
+        "no_wait().slot(..).run(async {})",
+        "pglock run(async {})",
+        1.0,
+        Cmp::AtMost,
+    ),
+];
+
+/// The names of the round-trip verdicts of issue 12 (see [`Report::verdicts`]).
+pub fn slot_verdict_names() -> impl Iterator<Item = &'static str> {
+    SLOT_ROUND_TRIPS.iter().map(|v| v.0)
+}
+
+/// Round trips the caller of an operation waits for, in whole round trips: the
+/// smaller of its critical path (which CPU load on the client can only inflate)
+/// and its turns (which a pipelined statement sent after a reply, not waited
+/// for, can only inflate), rounded (the fraction is the delay line's timer
+/// granularity, or that load).
+fn round_trips(r: &Report, name: &str) -> f64 {
+    r.wire
+        .iter()
+        .find(|w| w.name == name)
+        .map_or(f64::NAN, |w| w.critical_path.min(w.turns).round())
+}
+
+/// Checks the targets of issues 6 and 12 against the measured rows.
 pub(crate) fn verdicts(r: &mut Report) {
     let ratio = |a: &str, b: &str| r.value(a) / r.value(b);
-    let v = [
+    let mut v = vec![
         (
             "annotated call / pool SELECT 1",
             ratio("annotated async fn", "pool SELECT 1"),
             "≤ 1.2",
             1.2,
-            true,
+            Cmp::AtMost,
         ),
         (
             "busy timeout = 0 / pool SELECT 1",
             ratio("timeout = 0, busy (skip)", "pool SELECT 1"),
             "≤ 1.1",
             1.1,
-            true,
+            Cmp::AtMost,
         ),
         (
             "8-task distinct-key throughput / raw",
@@ -108,33 +235,47 @@ pub(crate) fn verdicts(r: &mut Report) {
             ),
             "≥ 0.9",
             0.9,
-            false,
+            Cmp::AtLeast,
         ),
         (
             "hand-off / raw ping-pong",
             ratio("pglock hand-off", "raw hand-off"),
             "≤ 1.2",
             1.2,
-            true,
+            Cmp::AtMost,
         ),
         (
             "server connections, 100 waiters",
             r.value("100 pglock waiters: server connections"),
             "≤ 2",
             2.0,
-            true,
+            Cmp::AtMost,
         ),
     ];
+    for (name, op, base, allowed, cmp) in SLOT_ROUND_TRIPS {
+        let target = match cmp {
+            Cmp::Equal => "= +0",
+            _ if allowed < 0.5 => "≤ +0",
+            _ => "≤ +1",
+        };
+        v.push((
+            name,
+            round_trips(r, op) - round_trips(r, base),
+            target,
+            allowed,
+            cmp,
+        ));
+    }
     r.verdicts = v
         .into_iter()
-        .map(|(name, measured, target, limit, below)| Verdict {
+        .map(|(name, measured, target, limit, cmp)| Verdict {
             name,
             measured,
             target,
-            pass: if below {
-                measured <= limit
-            } else {
-                measured >= limit
+            pass: match cmp {
+                Cmp::AtMost => measured <= limit,
+                Cmp::AtLeast => measured >= limit,
+                Cmp::Equal => measured == limit,
             },
         })
         .collect();
@@ -147,8 +288,9 @@ pub fn print(r: &Report) {
         let p90 = row
             .p90
             .map_or(String::new(), |p| format!("{p:.1} {}", row.unit));
+        let digits = if row.unit == "×" { 2 } else { 1 };
         println!(
-            "{:<44} {:>9.1} {:<5} {:>12}",
+            "{:<44} {:>9.digits$} {:<5} {:>12}",
             row.name, row.value, row.unit, p90
         );
     }
@@ -169,7 +311,7 @@ pub fn print(r: &Report) {
     println!();
     println!(
         "{:<44} {:>10} {:>8} {:>6}",
-        "target (issue 6)", "measured", "target", ""
+        "target (issues 6, 12)", "measured", "target", ""
     );
     for v in &r.verdicts {
         println!(

@@ -1,5 +1,14 @@
 //! The benchmark runs end to end with a handful of iterations, so it cannot rot.
-//! No timing assertions: only that every measurement ran and produced a number.
+//! No timing assertions: only that every measurement ran and produced a number,
+//! and that the scheduled-slot paths (issue 12) make no more round trips than
+//! allowed (counted on the wire, with every server reply delayed: not timing).
+
+/// Round-trip targets of issue 12 the runtime misses today, with today's count
+/// (see BENCHMARKS.md, "Scheduled slots"). `xact` + slot, run path: `BEGIN` +
+/// lock-and-claim + `SAVEPOINT pglock_body` in one turn, then `RELEASE SAVEPOINT
+/// pglock_body`, the `UPDATE` of the run's end and `COMMIT`, each awaited: 4
+/// round trips against the plain `xact` call's 2 (issue 12 allows 3).
+const KNOWN_MISSES: &[(&str, f64)] = &[("xact + slot run: over annotated xact", 2.0)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_measurement_runs() {
@@ -12,7 +21,7 @@ async fn every_measurement_runs() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), 45, "{:?}", report.rows);
+    assert_eq!(report.rows.len(), 59, "{:?}", report.rows);
     assert!(
         report
             .rows
@@ -21,7 +30,7 @@ async fn every_measurement_runs() {
         "{:?}",
         report.rows
     );
-    assert_eq!(report.wire.len(), 13, "{:?}", report.wire);
+    assert_eq!(report.wire.len(), 19, "{:?}", report.wire);
     assert!(
         report
             .wire
@@ -32,7 +41,23 @@ async fn every_measurement_runs() {
     );
     // The wire counter sees the baseline's single statement.
     assert_eq!(report.wire[0].syncs, 1.0, "{:?}", report.wire[0]);
-    assert_eq!(report.verdicts.len(), 5);
+    assert_eq!(report.verdicts.len(), 11);
+    // Issue 12: the claim and the record of a scheduled run cost no round trip on
+    // the skip paths and at most one on the run paths.
+    let slots: Vec<_> = pglock_bench::slot_verdict_names().collect();
+    assert_eq!(slots.len(), 6);
+    for name in slots {
+        let v = report
+            .verdicts
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no verdict {name:?}: {:?}", report.verdicts));
+        match KNOWN_MISSES.iter().find(|(n, _)| *n == name) {
+            // Not fixed yet: must not get worse (and passes once it is fixed).
+            Some((_, today)) => assert!(v.measured <= *today, "{v:?}\n{:?}", report.wire),
+            None => assert!(v.pass, "{v:?}\n{:?}", report.wire),
+        }
+    }
     assert_eq!(
         report
             .rows
