@@ -568,7 +568,10 @@ impl SchemaSql {
 ///
 /// Parameters after the lock statement's `n`: `job`, `classid`, `objid`,
 /// `objsubid`, `slot` label or NULL, slot start or NULL, slot length in
-/// microseconds or NULL, `retry`, host, client pid. The slot of a `once_per` job
+/// microseconds or NULL, `retry`, host, client pid. The earlier run is looked up
+/// in a lateral subquery, so that the primary key finds the one row of the slot
+/// (a join filter would read every run of the key, and on a busy lock too). The
+/// slot of a `once_per` job
 /// is `date_bin` of the statement's start on the server's clock, labelled in
 /// RFC 3339 UTC with microseconds, as [`Slot::at`](crate::Slot::at) labels a
 /// time.
@@ -606,8 +609,9 @@ fn claim(s: &str, lock: &str, try_form: bool) -> String {
          SELECT l.got, c.attempt, s.slot, p.application_name, p.host, p.client_pid, \
            p.started_at, p.outcome, p.finished_at \
          FROM l CROSS JOIN s LEFT JOIN c ON true \
-         LEFT JOIN {s}.runs p ON l.got AND c.attempt IS NULL AND p.classid = {classid} \
-           AND p.objid = {objid} AND p.objsubid = {objsubid} AND p.slot = s.slot"
+         LEFT JOIN LATERAL (SELECT * FROM {s}.runs r WHERE l.got AND c.attempt IS NULL \
+           AND r.classid = {classid} AND r.objid = {objid} AND r.objsubid = {objsubid} \
+           AND r.slot = s.slot LIMIT 1) p ON true"
     )
 }
 
