@@ -3,13 +3,6 @@
 //! and that the scheduled-slot paths (issue 12) make no more round trips than
 //! allowed (counted on the wire, with every server reply delayed: not timing).
 
-/// Round-trip targets of issue 12 the runtime misses today, with today's count
-/// (see BENCHMARKS.md, "Scheduled slots"). `xact` + slot, run path: `BEGIN` +
-/// lock-and-claim + `SAVEPOINT pglock_body` in one turn, then `RELEASE SAVEPOINT
-/// pglock_body`, the `UPDATE` of the run's end and `COMMIT`, each awaited: 4
-/// round trips against the plain `xact` call's 2 (issue 12 allows 3).
-const KNOWN_MISSES: &[(&str, f64)] = &[("xact + slot run: over annotated xact", 2.0)];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_measurement_runs() {
     let url = pglock_testkit::shared_cluster().url();
@@ -52,11 +45,7 @@ async fn every_measurement_runs() {
             .iter()
             .find(|v| v.name == name)
             .unwrap_or_else(|| panic!("no verdict {name:?}: {:?}", report.verdicts));
-        match KNOWN_MISSES.iter().find(|(n, _)| *n == name) {
-            // Not fixed yet: must not get worse (and passes once it is fixed).
-            Some((_, today)) => assert!(v.measured <= *today, "{v:?}\n{:?}", report.wire),
-            None => assert!(v.pass, "{v:?}\n{:?}", report.wire),
-        }
+        assert!(v.pass, "{v:?}\n{:?}", report.wire);
     }
     assert_eq!(
         report

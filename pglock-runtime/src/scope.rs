@@ -358,8 +358,38 @@ impl Active {
             Some(w) => w.stop().await,
             None => Ok(()),
         };
+        let outcome = match (failed, self.panicked) {
+            (false, _) => RunOutcome::Succeeded,
+            (true, false) => RunOutcome::Failed,
+            (true, true) => RunOutcome::Panicked,
+        };
         // Innermost first: the body's savepoint, the record of the run, then the
-        // transaction around them.
+        // transaction around them. A claimed `xact` run sends the three as one
+        // batch (one round trip); if a statement of it fails, the server skips
+        // the rest, and the steps below run one by one.
+        if let (true, true, Some(run), Some(lock)) =
+            (self.own_txn, self.body_savepoint, &self.claimed, self.lock)
+        {
+            let end = if failed {
+                sql::ROLLBACK_TO_BODY_SAVEPOINT
+            } else {
+                sql::RELEASE_BODY_SAVEPOINT
+            };
+            let batch = format!(
+                "{end}; {}; {}",
+                run.finish_literal(lock.key, outcome),
+                sql::COMMIT
+            );
+            // Taken before awaiting: a dropped undo must not send them again.
+            let (run, savepoint) = (
+                self.claimed.take(),
+                std::mem::take(&mut self.body_savepoint),
+            );
+            self.own_txn = false;
+            if exec.batch(&batch).await.is_err() {
+                (self.claimed, self.body_savepoint, self.own_txn) = (run, savepoint, true);
+            }
+        }
         if self.body_savepoint {
             self.body_savepoint = false;
             let end = if failed {
@@ -378,11 +408,6 @@ impl Active {
         // is committed (the body's work was rolled back to its savepoint).
         let keep_claim = self.claimed.is_some();
         if let (Some(run), Some(lock)) = (self.claimed.take(), self.lock) {
-            let outcome = match (failed, self.panicked) {
-                (false, _) => RunOutcome::Succeeded,
-                (true, false) => RunOutcome::Failed,
-                (true, true) => RunOutcome::Panicked,
-            };
             let mut r = run.finish(exec, lock.key, outcome).await;
             if !self.own_txn && self.fresh && r.as_ref().is_err_and(timeout::is_aborted) {
                 // The body left a transaction of its own failed on the session.

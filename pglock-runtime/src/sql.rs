@@ -332,6 +332,12 @@ pub(crate) fn restore_lock_timeout_literal(prev: &str, local: bool) -> String {
     )
 }
 
+/// Any text as an escape-string literal `E'…'`: backslashes and quotes doubled,
+/// so that it reads back as itself whatever `standard_conforming_strings` is.
+pub(crate) fn quote_literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// The inside of a single-quoted SQL literal: `'` doubled. (pglock only formats
 /// values it produced or read from the server; the `standard_conforming_strings`
 /// default makes backslashes plain characters.)
@@ -457,6 +463,8 @@ pub(crate) struct SchemaSql {
     /// Records how a claimed run ended: `$1..$3` the key's `pg_locks` ids, `$4`
     /// the slot, `$5` the attempt, `$6` the outcome.
     pub(crate) finish: String,
+    /// The quoted name of the `runs` table.
+    runs_table: String,
     /// Recent runs: `$1` job name or NULL, `$2` since, `$3` limit.
     pub(crate) runs: String,
     /// Slots of `once_per` jobs between `$2` and now that no instance ran, newest
@@ -471,6 +479,27 @@ pub(crate) struct SchemaSql {
     /// The sessions holding advisory locks whose recorded name starts with `$1`:
     /// [`ADVISORY_HOLDERS`]' columns, then the name.
     pub(crate) held_with_prefix: String,
+}
+
+impl SchemaSql {
+    /// [`SchemaSql::finish`] with its values in place, for a batch: pglock's own
+    /// integers and outcome names, and the slot's label (the caller's text) as an
+    /// escape-string literal, safe whatever `standard_conforming_strings` says.
+    pub(crate) fn finish_literal(
+        &self,
+        (c, o, s): (u32, u32, i16),
+        slot: &str,
+        attempt: i32,
+        outcome: &str,
+    ) -> String {
+        format!(
+            "UPDATE {} SET finished_at = clock_timestamp(), outcome = '{outcome}' \
+             WHERE classid = {c} AND objid = {o} AND objsubid = {s} AND slot = {} \
+             AND attempt = {attempt}",
+            self.runs_table,
+            quote_literal(slot)
+        )
+    }
 }
 
 /// Which lock statement a claim wraps.
@@ -507,6 +536,7 @@ impl SchemaSql {
             ),
             migrations: migrations(schema),
             claim: [[claim(0, 0), claim(0, 1)], [claim(1, 0), claim(1, 1)]],
+            runs_table: format!("{s}.runs"),
             finish: format!(
                 "UPDATE {s}.runs SET finished_at = clock_timestamp(), outcome = $6 \
                  WHERE classid = $1 AND objid = $2 AND objsubid = $3 AND slot = $4 \
@@ -656,6 +686,17 @@ mod tests {
         assert!(s.claim[1][0][2].contains("$14::int4"));
         assert!(schema_script("pglock", Some("app"))
             .contains("GRANT USAGE ON SCHEMA \"pglock\" TO \"app\""));
+    }
+
+    #[test]
+    fn finish_literals_quote_the_label() {
+        let s = SchemaSql::new("pglock");
+        assert_eq!(
+            s.finish_literal((1, 2, 1), "it's", 3, "failed"),
+            "UPDATE \"pglock\".runs SET finished_at = clock_timestamp(), outcome = 'failed' \
+             WHERE classid = 1 AND objid = 2 AND objsubid = 1 AND slot = E'it''s' AND attempt = 3"
+        );
+        assert_eq!(quote_literal("a\\'; x"), "E'a\\\\''; x'");
     }
 
     #[test]

@@ -117,6 +117,17 @@ pub(crate) struct ClaimedRun {
 }
 
 impl ClaimedRun {
+    /// [`finish`](ClaimedRun::finish) as one literal statement, to send in a
+    /// batch with others (the slot's label quoted by pglock).
+    pub(crate) fn finish_literal(&self, key: LockKey, outcome: RunOutcome) -> String {
+        self.statements.finish_literal(
+            key.pg_locks_ids(),
+            &self.slot,
+            self.attempt,
+            outcome.as_str(),
+        )
+    }
+
     /// Records how the run ended.
     pub(crate) async fn finish(
         &self,
