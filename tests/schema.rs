@@ -170,10 +170,16 @@ async fn the_claim_reads_one_run_not_the_keys_history() {
     assert!(e.is_already_ran(), "{e}");
     let log = pglock_testkit::shared_cluster().log();
     let plans = &log[before..];
-    assert!(plans.contains("Insert on runs"), "the claims' plans are logged: {plans}");
+    assert!(
+        plans.contains("Insert on runs"),
+        "the claims' plans are logged: {plans}"
+    );
     assert!(
         !plans.contains("Rows Removed by Join Filter: 50"),
         "a claim read the key's history: {plans}"
     );
-    assert!(plans.contains("slot = s.slot"), "looked up by the primary key: {plans}");
+    assert!(
+        plans.contains("slot = s.slot"),
+        "looked up by the primary key: {plans}"
+    );
 }
