@@ -3,7 +3,7 @@
 //! per alias and process in pglock's schema, so that views and the CLI show
 //! `billing::send_invoices` instead of a 64-bit number.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_postgres::types::Type;
@@ -78,8 +78,20 @@ pub(crate) fn clash(key: LockKey, ours: &str, theirs: &str) -> Error {
 /// cannot (no schema and no right to create it, a read-only server).
 #[derive(Default)]
 struct Recorded {
-    done: HashSet<(Arc<str>, LockKey)>,
-    unavailable: HashSet<Arc<str>>,
+    /// Per key, the aliases it was recorded on (looked up without allocating:
+    /// this runs on every call).
+    done: HashMap<LockKey, Vec<Arc<str>>>,
+    unavailable: Vec<Arc<str>>,
+}
+
+impl Recorded {
+    fn skip(&self, alias: &str, key: LockKey) -> bool {
+        self.unavailable.iter().any(|a| **a == *alias)
+            || self
+                .done
+                .get(&key)
+                .is_some_and(|aliases| aliases.iter().any(|a| **a == *alias))
+    }
 }
 
 fn recorded() -> std::sync::MutexGuard<'static, Recorded> {
@@ -104,13 +116,10 @@ pub(crate) async fn record(
     if let Some(other) = &name.clash {
         return Err(clash(key, &name.name, other));
     }
-    let alias: Arc<str> = Arc::from(conn.alias());
-    {
-        let r = recorded();
-        if r.unavailable.contains(&alias) || r.done.contains(&(alias.clone(), key)) {
-            return Ok(());
-        }
+    if recorded().skip(conn.alias(), key) {
+        return Ok(());
     }
+    let alias: Arc<str> = Arc::from(conn.alias());
     let exec = conn.exec();
     if !fresh && in_transaction(exec).await? {
         return Ok(());
@@ -128,7 +137,7 @@ pub(crate) async fn record(
         Err(e) => {
             tracing::warn!(target: "pglock", alias = &*alias, error = %e,
                 "lock names are not recorded on this alias: views show their keys as numbers");
-            recorded().unavailable.insert(alias);
+            recorded().unavailable.push(alias);
             return Ok(());
         }
     };
@@ -138,11 +147,11 @@ pub(crate) async fn record(
         Err(e) => {
             tracing::warn!(target: "pglock", alias = &*alias, key = %key, error = %e,
                 "could not record a lock name");
-            recorded().unavailable.insert(alias);
+            recorded().unavailable.push(alias);
             return Ok(());
         }
     }
-    recorded().done.insert((alias, key));
+    recorded().done.entry(key).or_default().push(alias);
     Ok(())
 }
 
