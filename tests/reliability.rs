@@ -355,3 +355,32 @@ async fn cancelled_undo_leaves_no_state_in_the_pool() {
         assert_eq!(held, 0, "advisory lock left behind");
     }
 }
+
+/// Issue 16: a program that returns from `main` right after its last call is not
+/// an incident: no warning about releases on the wire (the runtime shutting down
+/// closes the socket, and the server releases the session's locks — checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_exit_does_not_warn() {
+    setup_owned();
+    let obs = observer().await;
+    for _ in 0..3 {
+        let key = unique_key();
+        let out = within(
+            60,
+            "short-lived exits",
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_short-lived"))
+                .args([url(), &key.to_string()])
+                .output(),
+        )
+        .await
+        .expect("short-lived runs");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout} {stderr}");
+        assert_eq!(stdout.trim(), "ok 3");
+        assert!(!stderr.contains("WARN"), "a clean exit warned: {stderr}");
+        assert_released(&obs, LockKey::Int(key)).await;
+    }
+}

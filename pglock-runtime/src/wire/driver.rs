@@ -84,18 +84,38 @@ where
 {
     /// Closes the checks however the driver ends: the connection closing, or
     /// the task being dropped with its runtime.
-    struct Closing(Arc<Checks>, String);
+    struct Closing {
+        checks: Arc<Checks>,
+        alias: String,
+        /// The connection closed (rather than the task being dropped).
+        closed: bool,
+    }
     impl Drop for Closing {
         fn drop(&mut self) {
-            let left = self.0.close();
-            if left > 0 {
-                tracing::warn!(target: "pglock", alias = %self.1, releases = left,
+            let left = self.checks.close();
+            if left == 0 {
+                return;
+            }
+            if self.closed {
+                // The session ended under releases whose replies never came.
+                tracing::warn!(target: "pglock", alias = %self.alias, releases = left,
                     "connection closed with releases on the wire: the server released their \
+                     locks with the session");
+            } else {
+                // The runtime shut down (a program returning from `main` after its
+                // last call): the socket closes with it, and the server releases
+                // what the session held. Not an incident.
+                tracing::debug!(target: "pglock", alias = %self.alias, releases = left,
+                    "runtime shut down with releases on the wire: the server releases their \
                      locks with the session");
             }
         }
     }
-    let _closing = Closing(checks.clone(), alias.clone());
+    let mut closing = Closing {
+        checks: checks.clone(),
+        alias: alias.clone(),
+        closed: false,
+    };
     let wake = checks.wake.clone();
     let check_waker = waker(wake.clone());
     let closed = std::future::poll_fn(|cx| {
@@ -122,6 +142,8 @@ where
         r
     })
     .await;
+    closing.closed = true;
+    drop(closing);
     if let Err(e) = closed {
         tracing::debug!(target: "pglock", alias = %alias, error = %e, "connection closed");
     }
