@@ -168,3 +168,30 @@ async fn a_name_recorded_by_another_process_for_the_key_is_an_error() {
     assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
     assert!(e.to_string().contains("names.theirs"), "{e}");
 }
+
+/// Errors name the lock next to its key (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_lock() {
+    setup();
+    let name = format!("names.errors::{}", unique_key());
+    let held = advisory(name.as_str())
+        .using(other())
+        .acquire()
+        .await
+        .unwrap();
+    let e = advisory(name.as_str())
+        .no_wait()
+        .run(async {})
+        .await
+        .expect_err("busy");
+    assert!(e.is_busy(), "{e}");
+    assert_eq!(e.lock_name(), Some(name.as_str()));
+    assert!(e.to_string().contains(&format!("`{name}` (key ")), "{e}");
+    let e = advisory(name.as_str())
+        .no_wait()
+        .acquire()
+        .await
+        .expect_err("busy");
+    assert_eq!(e.lock_name(), Some(name.as_str()), "{e}");
+    held.release().await.unwrap();
+}

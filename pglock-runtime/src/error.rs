@@ -128,6 +128,7 @@ struct Inner {
     key: Option<LockKey>,
     holders: Vec<Holder>,
     previous_run: Option<PreviousRun>,
+    lock_name: Option<std::sync::Arc<str>>,
     waited: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -141,6 +142,7 @@ impl Error {
             key: None,
             holders: Vec::new(),
             previous_run: None,
+            lock_name: None,
             waited: None,
             source: None,
         }))
@@ -277,6 +279,18 @@ impl Error {
         self.0.kind == ErrorKind::AlreadyRan
     }
 
+    /// The name of the lock involved (the string its key was made from).
+    pub fn lock_name(&self) -> Option<&str> {
+        self.0.lock_name.as_deref()
+    }
+
+    pub(crate) fn with_lock_name(mut self, name: Option<std::sync::Arc<str>>) -> Error {
+        if self.0.lock_name.is_none() {
+            self.0.lock_name = name;
+        }
+        self
+    }
+
     pub(crate) fn with_previous_run(mut self, run: PreviousRun) -> Error {
         self.0.previous_run = Some(run);
         self
@@ -386,8 +400,10 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.kind.describe())?;
-        if let Some(key) = &self.0.key {
-            write!(f, " on advisory lock {key}")?;
+        match (&self.0.key, &self.0.lock_name) {
+            (Some(key), Some(name)) => write!(f, " on advisory lock `{name}` (key {key})")?,
+            (Some(key), None) => write!(f, " on advisory lock {key}")?,
+            _ => {}
         }
         if let Some(alias) = &self.0.alias {
             write!(f, " (database alias `{alias}`)")?;

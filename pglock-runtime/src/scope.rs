@@ -79,6 +79,12 @@ impl Spec {
         })
     }
 
+    /// Names the scope's alias and lock in an error.
+    pub(crate) fn label(&self, e: Error) -> Error {
+        e.with_alias(&self.alias)
+            .with_lock_name(self.name.as_ref().map(|n| n.name.clone()))
+    }
+
     pub(crate) fn lock_timeout(mut self, value: Option<Duration>) -> Spec {
         self.lock_timeout = Some(value);
         self
@@ -150,7 +156,9 @@ impl Active {
                 (Wait::Inherit, Some(None)) => Wait::Forever,
                 (w, _) => w,
             };
-            let (t, wait) = advisory::take_turn(&spec.alias, lock.key, lock.shared, wait).await?;
+            let (t, wait) = advisory::take_turn(&spec.alias, lock.key, lock.shared, wait)
+                .await
+                .map_err(|e| spec.label(e))?;
             turn = t;
             spec_wait = Some(wait);
         }
@@ -174,7 +182,7 @@ impl Active {
             Err(e) => {
                 // Undo what was done; the error of the setup is the one to report.
                 active.undo(true).await.ok();
-                Err(e.with_alias(&spec.alias))
+                Err(spec.label(e))
             }
         }
     }
@@ -559,7 +567,7 @@ where
         Err(lost) => {
             // The body is gone; so is the lock. Undo what can be undone.
             Box::pin(active.undo(true)).await.ok();
-            return Outcome::Lost(lost.with_alias(&spec.alias));
+            return Outcome::Lost(spec.label(lost));
         }
     };
     let failed = match &out {
@@ -574,7 +582,7 @@ where
         Err(panic) => std::panic::resume_unwind(panic),
         Ok(r) => match undone {
             Ok(()) => Outcome::Ran(r),
-            Err(e) => Outcome::RanUndoFailed(r, e.with_alias(&spec.alias)),
+            Err(e) => Outcome::RanUndoFailed(r, spec.label(e)),
         },
     }
 }

@@ -372,7 +372,8 @@ impl AdvisoryLock {
                 if txn == Txn::Ours {
                     exec.batch(sql::ROLLBACK).await.ok();
                 }
-                Err(failed(exec, self.key, e).await.with_alias(&self.alias))
+                let e = failed(exec, self.key, e).await.with_alias(&self.alias);
+                Err(e.with_lock_name(self.name.as_ref().map(|n| n.name.clone())))
             }
         }
     }

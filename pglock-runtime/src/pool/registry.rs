@@ -70,6 +70,23 @@ fn registry() -> &'static RwLock<HashMap<String, Arc<Alias>>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// The `"default"` alias's configuration from `DATABASE_URL`'s value.
+fn default_config(url: Result<String, std::env::VarError>) -> Result<Config, Error> {
+    match url {
+        Err(_) => Err(Error::config(
+            "database alias `default` is not configured: set the `DATABASE_URL` environment \
+             variable or call `pglock_runtime::register(\"default\", config)`",
+        )),
+        Ok(url) if url.trim().is_empty() => Err(Error::config(
+            "`DATABASE_URL` is set but empty: give it a database URL \
+             (`postgres://user:password@host:port/database`), or unset it and call \
+             `pglock_runtime::register(\"default\", config)`",
+        )),
+        Ok(url) => Config::from_url(&url)
+            .map_err(|e| Error::config(format!("`DATABASE_URL` is not a valid database URL: {e}"))),
+    }
+}
+
 /// Finds an alias, configuring `"default"` from `DATABASE_URL` on first use.
 pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
     if let Some(a) = registry()
@@ -86,16 +103,7 @@ pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
         ))
         .with_alias(name));
     }
-    let url = std::env::var("DATABASE_URL").map_err(|_| {
-        Error::config(
-            "database alias `default` is not configured: set the `DATABASE_URL` environment \
-             variable or call `pglock_runtime::register(\"default\", config)`",
-        )
-        .with_alias(name)
-    })?;
-    let config = Config::from_url(&url).map_err(|e| {
-        Error::config(format!("`DATABASE_URL` is not a valid database URL: {e}")).with_alias(name)
-    })?;
+    let config = default_config(std::env::var("DATABASE_URL")).map_err(|e| e.with_alias(name))?;
     let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
     Ok(map
         .entry(name.to_owned())
@@ -373,4 +381,31 @@ pub fn pool_status(alias: &str) -> Option<PoolStatus> {
         return None;
     }
     self::alias(alias).ok().map(|a| a.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_config;
+
+    #[test]
+    fn default_config_says_what_is_wrong_with_database_url() {
+        let unset = default_config(Err(std::env::VarError::NotPresent)).unwrap_err();
+        assert!(
+            unset.to_string().contains("set the `DATABASE_URL`"),
+            "{unset}"
+        );
+        for empty in ["", "  "] {
+            let e = default_config(Ok(empty.to_owned())).unwrap_err();
+            assert!(
+                e.to_string().contains("`DATABASE_URL` is set but empty"),
+                "{e}"
+            );
+        }
+        let bad = default_config(Ok("postgres://h:notaport/db".to_owned())).unwrap_err();
+        assert!(
+            bad.to_string().contains("not a valid database URL"),
+            "{bad}"
+        );
+        assert!(default_config(Ok("postgres://localhost/db".to_owned())).is_ok());
+    }
 }
