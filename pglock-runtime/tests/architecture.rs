@@ -37,6 +37,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("lock::advisory", 3),
     ("lock::heartbeat", 3),
     ("lock::holders", 3),
+    ("lock::names", 3),
     ("lock::queue", 3),
     ("lock::schema", 3),
     ("lock::slot", 3),
