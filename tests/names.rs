@@ -195,3 +195,29 @@ async fn errors_name_the_lock() {
     assert_eq!(e.lock_name(), Some(name.as_str()), "{e}");
     held.release().await.unwrap();
 }
+
+/// Keys from id types: a `u64` above `i64::MAX` is its bits, `("user", u64)` and
+/// a UUID are named by their string, on the server too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_types_make_keys_and_names() {
+    setup();
+    assert_eq!(advisory(u64::MAX).key(), LockKey::Int(-1));
+    let id = u64::MAX - unique_key().unsigned_abs();
+    let guard = advisory(("names.user", id)).acquire().await.unwrap();
+    let name = format!("names.user:{id}");
+    assert_eq!(guard.key(), LockKey::string(&name));
+    assert_eq!(inspect().name(guard.key()).await.unwrap(), Some(name));
+    guard.release().await.unwrap();
+    let tenant = uuid::Uuid::from_u128(u128::from(unique_key().unsigned_abs()));
+    let guard = advisory(tenant).acquire().await.unwrap();
+    assert_eq!(
+        guard.key(),
+        LockKey::string(&tenant.hyphenated().to_string())
+    );
+    let held = inspect()
+        .held_with_prefix(&tenant.to_string())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    guard.release().await.unwrap();
+}

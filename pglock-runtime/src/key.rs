@@ -206,6 +206,13 @@ fn decimal_digits(be: &[u8]) -> String {
 /// assert_eq!("nightly".to_lock_key(h), LockKey::string("nightly"));
 /// assert_eq!(("invoice", 7).to_lock_key(h), LockKey::string("invoice:7"));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as an advisory lock key",
+    label = "not convertible to a lock key",
+    note = "keys are integers (`i64`, `u64`, …), `(i32, i32)`, strings, `(\"prefix\", part)` pairs \
+            such as `(\"user\", id)`, or a `LockKey`; or implement `pglock_runtime::ToLockKey` for \
+            `{Self}`"
+)]
 pub trait ToLockKey {
     /// Converts to a key, hashing strings with `hash`.
     fn to_lock_key(&self, hash: KeyHash) -> LockKey;
@@ -243,6 +250,29 @@ macro_rules! int_keys {
 }
 int_keys!(i64, i32, i16, u32, u16, u8, i8);
 
+/// A `u64` is its bits as PostgreSQL's signed 64-bit key (two's complement):
+/// every `u64` gets a key of its own, up to `i64::MAX` the same number; above it,
+/// the negative `i64` with the same bits (`u64::MAX` is `-1`).
+///
+/// ```
+/// use pglock_runtime::{KeyHash, LockKey, ToLockKey};
+///
+/// assert_eq!(7_u64.to_lock_key(KeyHash::default()), LockKey::Int(7));
+/// assert_eq!(u64::MAX.to_lock_key(KeyHash::default()), LockKey::Int(-1));
+/// ```
+impl ToLockKey for u64 {
+    fn to_lock_key(&self, _: KeyHash) -> LockKey {
+        LockKey::Int(i64::from_ne_bytes(self.to_ne_bytes()))
+    }
+}
+
+/// As `u64`.
+impl ToLockKey for usize {
+    fn to_lock_key(&self, hash: KeyHash) -> LockKey {
+        u64::try_from(*self).unwrap_or(u64::MAX).to_lock_key(hash)
+    }
+}
+
 impl ToLockKey for (i32, i32) {
     fn to_lock_key(&self, _: KeyHash) -> LockKey {
         LockKey::Pair(self.0, self.1)
@@ -272,14 +302,71 @@ impl ToLockKey for String {
 /// `"{prefix}:{value}"`, named by the same string.
 fn prefixed(
     prefix: &str,
-    value: &dyn fmt::Display,
+    part: &dyn KeyPart,
     hash: KeyHash,
 ) -> (LockKey, Option<Cow<'static, str>>) {
-    let name = format!("{prefix}:{value}");
+    let mut name = format!("{prefix}:");
+    // Writing into a `String` cannot fail.
+    let _ = part.write_part(&mut name);
     (LockKey::hashed(&name, hash), Some(Cow::Owned(name)))
 }
 
-impl<T: fmt::Display> ToLockKey for (&str, T) {
+/// The second part of a `("prefix", part)` key: written into the string
+/// `"prefix:part"` that is hashed. Integers, strings, `char` and `bool` are
+/// parts; floats are not (`0.1 + 0.2` and `0.3` would name different locks).
+/// Implement it for an id type of your own by writing the id exactly.
+///
+/// ```
+/// use std::fmt;
+/// use pglock_runtime::{advisory, KeyPart};
+///
+/// struct UserId(u64);
+///
+/// impl KeyPart for UserId {
+///     fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+///         write!(out, "{}", self.0)
+///     }
+/// }
+///
+/// let lock = advisory(("user", UserId(7)));
+/// assert_eq!(lock.key(), advisory("user:7").key());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a lock key",
+    label = "not a key part",
+    note = "key parts are integers, strings, `char` and `bool` (not floats: equal-looking values \
+            would name different locks); implement `pglock_runtime::KeyPart` for `{Self}` to \
+            write an id type of your own"
+)]
+pub trait KeyPart {
+    /// Writes the part as it appears in the hashed string.
+    ///
+    /// # Errors
+    ///
+    /// Only the writer's.
+    fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result;
+}
+
+macro_rules! display_parts {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+                write!(out, "{self}")
+            }
+        }
+    )*};
+}
+display_parts!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, char, bool, str, String
+);
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        (**self).write_part(out)
+    }
+}
+
+impl<T: KeyPart> ToLockKey for (&str, T) {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
         self.to_named_key(hash).0
     }
@@ -289,7 +376,7 @@ impl<T: fmt::Display> ToLockKey for (&str, T) {
     }
 }
 
-impl<T: fmt::Display> ToLockKey for (String, T) {
+impl<T: KeyPart> ToLockKey for (String, T) {
     fn to_lock_key(&self, hash: KeyHash) -> LockKey {
         self.to_named_key(hash).0
     }
@@ -420,5 +507,36 @@ mod tests {
             (String::from("a"), "b").to_lock_key(h),
             LockKey::string("a:b")
         );
+    }
+}
+
+/// A UUID (feature `uuid`) is hashed as its hyphenated lower-case string, like a
+/// string key, and named by it.
+///
+/// ```
+/// # #[cfg(feature = "uuid")] {
+/// use pglock_runtime::{advisory, LockKey};
+///
+/// let id = uuid::Uuid::nil();
+/// assert_eq!(advisory(id).key(), LockKey::string("00000000-0000-0000-0000-000000000000"));
+/// assert_eq!(advisory(("job", id)).key(), LockKey::string("job:00000000-0000-0000-0000-000000000000"));
+/// # }
+/// ```
+#[cfg(feature = "uuid")]
+impl ToLockKey for uuid::Uuid {
+    fn to_lock_key(&self, hash: KeyHash) -> LockKey {
+        self.to_named_key(hash).0
+    }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        let name = self.hyphenated().to_string();
+        (LockKey::hashed(&name, hash), Some(Cow::Owned(name)))
+    }
+}
+
+#[cfg(feature = "uuid")]
+impl KeyPart for uuid::Uuid {
+    fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "{}", self.hyphenated())
     }
 }

@@ -42,7 +42,7 @@ pub use error::{Error, ErrorKind};
 pub use inspect::inspector::{inspect, Inspector, LockFilter};
 pub use inspect::runs::{runs, Runs};
 pub use inspect::tree::{blocking_tree, BlockingNode};
-pub use key::{KeyHash, LockKey, ToLockKey};
+pub use key::{KeyHash, KeyPart, LockKey, ToLockKey};
 pub use lock::timeout::MAX_LOCK_TIMEOUT;
 pub use lock::watchdog::{BlockerAction, PrioritizeAction};
 pub use pool::config::Config;
