@@ -618,3 +618,65 @@ async fn lock_timeout_bounds_a_wait_behind_a_local_holder() {
     holder.release().await.unwrap();
     bounded_by_lock_timeout(key).await.unwrap();
 }
+
+/// An alias whose server refuses connections: a loopback port nobody listens on.
+fn unreachable_alias() -> &'static str {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let config = pglock_runtime::Config::from_url(&format!(
+            "postgres://nobody@127.0.0.1:{port}/none?connect_timeout=2"
+        ))
+        .unwrap()
+        .checkout_timeout(Duration::from_secs(3));
+        pglock_runtime::register("unreachable", config).unwrap();
+    });
+    "unreachable"
+}
+
+#[advisory_lock(timeout = 0, on_fail = skip, using = "unreachable")]
+async fn skip_on_a_broken_alias(ran: &AtomicBool) {
+    ran.store(true, Ordering::SeqCst);
+}
+
+#[advisory_lock(timeout = 0, on_fail = skip, on_error = raise, using = "unreachable")]
+async fn skip_busy_raise_errors(ran: &AtomicBool) -> Result<(), Error> {
+    ran.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+#[advisory_lock(key = key, timeout = 0, on_fail = skip, on_error = raise)]
+fn sync_skip_busy_raise_errors(key: i64) -> Result<Option<u8>, Error> {
+    Ok(Some(1))
+}
+
+/// Issue 16: `on_fail = skip` must not hide a broken fleet. A failure other
+/// than a busy lock is an error-level event; `on_error = raise` returns it, and
+/// still skips a busy lock.
+#[tokio::test]
+async fn skip_is_loud_about_errors_and_on_error_raise_returns_them() {
+    setup();
+    unreachable_alias();
+    let ran = AtomicBool::new(false);
+    let (guard, events) = capture_events();
+    skip_on_a_broken_alias(&ran).await;
+    drop(guard);
+    assert!(!ran.load(Ordering::SeqCst));
+    let text = events.text();
+    assert!(
+        text.contains("ERROR") && text.contains("skipped: could not acquire the lock"),
+        "{text}"
+    );
+    let e = skip_busy_raise_errors(&ran).await.expect_err("the connection error");
+    assert!(!e.is_busy() && !ran.load(Ordering::SeqCst), "{e}");
+    // A busy lock is still a skip.
+    let key = unique_key();
+    let (_holder, _) = advisory_holder(url(), "on-error-holder", key).await;
+    let busy = tokio::task::spawn_blocking(move || sync_skip_busy_raise_errors(key))
+        .await
+        .unwrap();
+    assert_eq!(busy.unwrap(), None, "busy skips");
+}

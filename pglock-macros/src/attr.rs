@@ -43,8 +43,8 @@ impl Kind {
     pub(crate) fn arguments(self) -> &'static [&'static str] {
         match self {
             Kind::AdvisoryLock => &[
-                "key", "shared", "xact", "timeout", "on_fail", "on_lost", "once_per", "slot",
-                "retry", "using", "hash", "crate",
+                "key", "shared", "xact", "timeout", "on_fail", "on_error", "on_lost", "once_per",
+                "slot", "retry", "using", "hash", "crate",
             ],
             Kind::LockTimeout => &["using", "crate"],
             Kind::Prioritize => &[
@@ -177,6 +177,9 @@ pub(crate) struct Args {
     /// `on_fail` was given but not understood: its return-type rules are moot.
     pub(crate) on_fail_unknown: bool,
     pub(crate) on_lost: Option<At<OnLost>>,
+    /// `on_error = raise`: with `on_fail = skip`, errors other than a busy lock
+    /// are returned.
+    pub(crate) on_error: Option<At<OnFail>>,
     pub(crate) hash: Option<At<&'static str>>,
     pub(crate) once_per: Option<At<DurationArg>>,
     pub(crate) slot: Option<At<Expr>>,
@@ -357,7 +360,7 @@ fn count_value(cx: &Ctxt, name: &Ident, value: Option<&Expr>) -> Option<u32> {
 fn suggest(word: &str, choices: &[&'static str]) -> Option<&'static str> {
     let known = match word {
         "lock_id" | "id" | "name" => Some("key"),
-        "side_effect" | "on_error" | "on_busy" => Some("on_fail"),
+        "side_effect" | "on_busy" => Some("on_fail"),
         "database" | "db" | "alias" => Some("using"),
         "nowait" | "wait" | "try" | "acquire_timeout" => Some("timeout"),
         // ShedLock's `lockAtLeastFor` / `runAtMostOncePer`, and the obvious guesses.
@@ -523,6 +526,12 @@ pub(crate) fn parse_into(
                     set_once(cx, &mut args.on_fail, f, span, dup);
                 } else {
                     args.on_fail_unknown = true;
+                }
+            }
+            (Kind::AdvisoryLock, "on_error") => {
+                if let Some(c) = choice(cx, &name, v, ON_FAIL) {
+                    let f = if c == "skip" { OnFail::Skip } else { OnFail::Raise };
+                    set_once(cx, &mut args.on_error, f, span, dup);
                 }
             }
             (Kind::AdvisoryLock, "on_lost") => {

@@ -328,6 +328,15 @@ impl Call<'_> {
     }
 }
 
+/// The runtime function an `async` call goes through.
+fn skip_or_raise(c: &Checked) -> TokenStream {
+    match (c.on_fail, c.raise_errors) {
+        (OnFail::Raise, _) => quote!(raise),
+        (OnFail::Skip, false) => quote!(skip),
+        (OnFail::Skip, true) => quote!(skip_or_raise),
+    }
+}
+
 fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
     let krate = &c.krate;
     let private = quote!(#krate::__private);
@@ -343,7 +352,7 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         // A plain function returning a future (as `#[async_trait]` makes of an
         // `async fn`): wrap that inner future. Its output type is not written
         // anywhere we can see, so it is inferred.
-        let run = if raise { quote!(raise) } else { quote!(skip) };
+        let run = skip_or_raise(c);
         let call = Call {
             receiver: TokenStream::new(),
             path: quote!(#private::#run),
@@ -367,7 +376,7 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
     let body = quote!({ #(#stmts)* });
 
     let new_stmts: TokenStream = if func.sig.asyncness.is_some() {
-        let run = if raise { quote!(raise) } else { quote!(skip) };
+        let run = skip_or_raise(c);
         let fake = fake_return(&ret, ret_span);
         let call = Call {
             receiver: TokenStream::new(),
@@ -400,6 +409,8 @@ fn generate(c: &Checked, mut func: ItemFn) -> TokenStream {
         let early = local("__pglock_early");
         let (enter, exit) = if raise {
             (quote!(enter_raise), quote!(exit_raise))
+        } else if c.raise_errors {
+            (quote!(enter_skip_or_raise), quote!(exit_skip))
         } else {
             (quote!(enter_skip), quote!(exit_skip))
         };

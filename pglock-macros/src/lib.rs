@@ -34,6 +34,7 @@ use proc_macro::TokenStream;
 /// | `timeout = none` | wait without limit, whatever `lock_timeout` says | |
 /// | `on_fail = raise` | the function returns the error: it must return `Result<_, E>` with `E: From<pglock_runtime::Error>` | `raise` |
 /// | `on_fail = skip` | the body does not run; the function returns its type's [`Skipped`] value (`()`, `false`, `None`, `Ok(None)`, `Ok(())`, …); a `tracing` event says why (busy: debug, errors: warn) | |
+/// | `on_error = raise` | with `on_fail = skip`: only a busy lock (or a slot that already ran) skips; every other failure — configuration, connection, permission — is returned (the function returns `Result<_, E>`) | `skip`: every failure skips, and those other than a busy lock are `error`-level events (target `pglock`) |
 /// | `on_lost = cancel` | drop the body when the lock is found lost while it runs (`async fn` only); the call fails with `ErrorKind::LockLost` | `report`: keep running, log at once, fail at the end |
 /// | `once_per = "1h"` | a scheduled job: at most one run per slot of this length across every instance, slots taken from the **database's** clock (see [Scheduled jobs](#scheduled-jobs)); not with `shared` | every call runs |
 /// | `slot = <expr>` | a scheduled job whose slot the call names: any expression convertible to a slot ([`ToSlot`]: a planned fire time as `SystemTime`, a date string, an integer), evaluated per call | |

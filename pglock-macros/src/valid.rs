@@ -14,6 +14,9 @@ pub(crate) struct Checked {
     pub(crate) alias: Option<String>,
     pub(crate) advisory: Option<Advisory>,
     pub(crate) on_fail: OnFail,
+    /// `on_fail = skip, on_error = raise`: only a busy lock (or a slot that
+    /// already ran) skips; other errors are returned.
+    pub(crate) raise_errors: bool,
     pub(crate) lock_timeout: Option<DurationArg>,
     pub(crate) prioritize: Option<Prioritize>,
 }
@@ -338,6 +341,35 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
     }
     let slot = check_slot(cx, &args);
     let on_fail = args.on_fail.as_ref().map_or(OnFail::Raise, |a| a.value);
+    let raise_errors = match &args.on_error {
+        Some(At { value, span }) if on_fail != OnFail::Skip && !args.on_fail_unknown => {
+            cx.error_at(
+                *span,
+                "`on_error` says what `on_fail = skip` does with errors other than a busy lock; \
+                 with `on_fail = raise` (the default) every error is returned already: remove \
+                 `on_error`, or add `on_fail = skip`",
+            );
+            *value == OnFail::Raise
+        }
+        Some(At {
+            value: OnFail::Raise,
+            span,
+        }) => {
+            if returns_unit(sig) {
+                cx.error_at(
+                    *span,
+                    format!(
+                        "`on_error = raise` returns errors other than a busy lock from the \
+                         function, but `{}` returns `()`: return `Result<(), E>` where \
+                         `E: From<pglock_runtime::Error>`",
+                        sig.ident
+                    ),
+                );
+            }
+            true
+        }
+        _ => false,
+    };
     if on_fail == OnFail::Raise && !args.on_fail_unknown && returns_unit(sig) {
         let (why, instead) = if args.has(Kind::AdvisoryLock) {
             (
@@ -387,6 +419,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
             retry: flag(&args.retry),
         }),
         on_fail,
+        raise_errors,
         lock_timeout: args.lock_timeout.map(|t| t.value),
         prioritize: has_prioritize.then(|| Prioritize {
             interval,
@@ -495,6 +528,28 @@ mod tests {
         ));
         assert!(e[1]
             .starts_with("conflicting `crate`: `#[lock_timeout]` says `y` but `#[advisory_lock]`"));
+    }
+
+    #[test]
+    fn on_error() {
+        let (c, e) = check_all(
+            &[(Kind::AdvisoryLock, quote!(on_fail = skip, on_error = raise))],
+            result_fn(),
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert!(c.unwrap().raise_errors);
+        let e = errors(&[(Kind::AdvisoryLock, quote!(on_error = raise))], result_fn());
+        assert!(e[0].starts_with("`on_error` says what `on_fail = skip` does"), "{e:?}");
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(on_fail = skip, on_error = raise))],
+            quote!(async fn f()),
+        );
+        assert!(e[0].starts_with("`on_error = raise` returns errors"), "{e:?}");
+        let (c, e) = check_all(
+            &[(Kind::AdvisoryLock, quote!(on_fail = skip, on_error = skip))],
+            quote!(async fn f()),
+        );
+        assert!(e.is_empty() && !c.unwrap().raise_errors, "{e:?}");
     }
 
     #[test]

@@ -206,7 +206,9 @@ impl Plan {
                 pid = run.client_pid, started_at = ?run.started_at, outcome = %run.outcome,
                 "skipped: this slot already ran");
         } else {
-            tracing::warn!(target: "pglock", function = self.function, key = key.as_deref(),
+            // Not the expected skip: a broken configuration, connection or grant
+            // would otherwise keep the job from running anywhere, silently.
+            tracing::error!(target: "pglock", function = self.function, key = key.as_deref(),
                 error = %e, "skipped: could not acquire the lock");
         }
     }
@@ -255,6 +257,46 @@ pub async fn skip<R: Skipped, F: Future<Output = R>>(plan: Plan, body: F) -> R {
             plan.undo_failed(&e);
             R::skipped()
         }
+    }
+}
+
+/// The skips `on_error = raise` keeps: the lock is held elsewhere, or the
+/// slot already ran. Every other failure is returned.
+fn expected_skip(e: &Error) -> bool {
+    e.is_not_acquired() || e.is_already_ran()
+}
+
+/// `on_fail = skip, on_error = raise`, async: skips only a busy lock (or a slot
+/// that already ran); returns every other error.
+pub async fn skip_or_raise<R: Skipped + Raise, F: Future<Output = R>>(plan: Plan, body: F) -> R {
+    let spec = plan.spec(skip_holders());
+    match Box::pin(scope::run(spec, body, <R as Raise>::is_failure)).await {
+        Outcome::Ran(r) => r,
+        Outcome::RanUndoFailed(r, e) => {
+            plan.undo_failed(&e);
+            if Raise::is_failure(&r) {
+                r
+            } else {
+                R::from_error(e)
+            }
+        }
+        Outcome::NotRun(e) if expected_skip(&e) => {
+            plan.skipped(&e);
+            R::skipped()
+        }
+        Outcome::NotRun(e) | Outcome::Lost(e) => R::from_error(e),
+    }
+}
+
+/// Enters a scope for `on_fail = skip, on_error = raise`.
+pub fn enter_skip_or_raise<R: Skipped + Raise>(plan: Plan) -> Result<SyncScope, R> {
+    match SyncActive::enter(plan.spec(skip_holders())) {
+        Ok(active) => Ok(SyncScope { active, plan }),
+        Err(e) if expected_skip(&e) => {
+            plan.skipped(&e);
+            Err(R::skipped())
+        }
+        Err(e) => Err(R::from_error(e)),
     }
 }
 
