@@ -670,7 +670,9 @@ async fn skip_is_loud_about_errors_and_on_error_raise_returns_them() {
         text.contains("ERROR") && text.contains("skipped: could not acquire the lock"),
         "{text}"
     );
-    let e = skip_busy_raise_errors(&ran).await.expect_err("the connection error");
+    let e = skip_busy_raise_errors(&ran)
+        .await
+        .expect_err("the connection error");
     assert!(!e.is_busy() && !ran.load(Ordering::SeqCst), "{e}");
     // A busy lock is still a skip.
     let key = unique_key();

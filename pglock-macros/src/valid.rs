@@ -538,13 +538,22 @@ mod tests {
         );
         assert!(e.is_empty(), "{e:?}");
         assert!(c.unwrap().raise_errors);
-        let e = errors(&[(Kind::AdvisoryLock, quote!(on_error = raise))], result_fn());
-        assert!(e[0].starts_with("`on_error` says what `on_fail = skip` does"), "{e:?}");
+        let e = errors(
+            &[(Kind::AdvisoryLock, quote!(on_error = raise))],
+            result_fn(),
+        );
+        assert!(
+            e[0].starts_with("`on_error` says what `on_fail = skip` does"),
+            "{e:?}"
+        );
         let e = errors(
             &[(Kind::AdvisoryLock, quote!(on_fail = skip, on_error = raise))],
             quote!(async fn f()),
         );
-        assert!(e[0].starts_with("`on_error = raise` returns errors"), "{e:?}");
+        assert!(
+            e[0].starts_with("`on_error = raise` returns errors"),
+            "{e:?}"
+        );
         let (c, e) = check_all(
             &[(Kind::AdvisoryLock, quote!(on_fail = skip, on_error = skip))],
             quote!(async fn f()),

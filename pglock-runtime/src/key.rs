@@ -396,6 +396,37 @@ impl<T: ToLockKey + ?Sized> ToLockKey for &T {
     }
 }
 
+/// A UUID (feature `uuid`) is hashed as its hyphenated lower-case string, like a
+/// string key, and named by it.
+///
+/// ```
+/// # #[cfg(feature = "uuid")] {
+/// use pglock_runtime::{advisory, LockKey};
+///
+/// let id = uuid::Uuid::nil();
+/// assert_eq!(advisory(id).key(), LockKey::string("00000000-0000-0000-0000-000000000000"));
+/// assert_eq!(advisory(("job", id)).key(), LockKey::string("job:00000000-0000-0000-0000-000000000000"));
+/// # }
+/// ```
+#[cfg(feature = "uuid")]
+impl ToLockKey for uuid::Uuid {
+    fn to_lock_key(&self, hash: KeyHash) -> LockKey {
+        self.to_named_key(hash).0
+    }
+
+    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
+        let name = self.hyphenated().to_string();
+        (LockKey::hashed(&name, hash), Some(Cow::Owned(name)))
+    }
+}
+
+#[cfg(feature = "uuid")]
+impl KeyPart for uuid::Uuid {
+    fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "{}", self.hyphenated())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,36 +538,5 @@ mod tests {
             (String::from("a"), "b").to_lock_key(h),
             LockKey::string("a:b")
         );
-    }
-}
-
-/// A UUID (feature `uuid`) is hashed as its hyphenated lower-case string, like a
-/// string key, and named by it.
-///
-/// ```
-/// # #[cfg(feature = "uuid")] {
-/// use pglock_runtime::{advisory, LockKey};
-///
-/// let id = uuid::Uuid::nil();
-/// assert_eq!(advisory(id).key(), LockKey::string("00000000-0000-0000-0000-000000000000"));
-/// assert_eq!(advisory(("job", id)).key(), LockKey::string("job:00000000-0000-0000-0000-000000000000"));
-/// # }
-/// ```
-#[cfg(feature = "uuid")]
-impl ToLockKey for uuid::Uuid {
-    fn to_lock_key(&self, hash: KeyHash) -> LockKey {
-        self.to_named_key(hash).0
-    }
-
-    fn to_named_key(&self, hash: KeyHash) -> (LockKey, Option<Cow<'_, str>>) {
-        let name = self.hyphenated().to_string();
-        (LockKey::hashed(&name, hash), Some(Cow::Owned(name)))
-    }
-}
-
-#[cfg(feature = "uuid")]
-impl KeyPart for uuid::Uuid {
-    fn write_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
-        write!(out, "{}", self.hyphenated())
     }
 }
