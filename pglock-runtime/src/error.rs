@@ -189,7 +189,7 @@ impl Error {
         };
         let message = match e.as_db_error() {
             Some(db) => db.message().to_owned(),
-            None => e.to_string(),
+            None => with_causes(&e),
         };
         Error::new(kind, message).with_source(e)
     }
@@ -395,6 +395,22 @@ impl fmt::Debug for Error {
         }
         d.finish()
     }
+}
+
+/// An error's message followed by its causes' (`error connecting to server:
+/// Connection refused (os error 111)`), each once.
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl fmt::Display for Error {

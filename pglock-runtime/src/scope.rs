@@ -503,10 +503,7 @@ impl Drop for Active {
             // Nobody else uses this session: stop whatever it is running and close it,
             // which releases every lock it holds.
             self.conn.discard();
-            let token = self.conn.cancel_token();
-            rt::spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
-            });
+            self.conn.session().cancel_running();
             return;
         }
         // A nested scope on an outer scope's session: queue the undo statements, in

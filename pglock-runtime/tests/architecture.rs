@@ -26,9 +26,11 @@ const LAYERS: &[(&str, usize)] = &[
     ("wire::exec", 1),
     ("wire::send_now", 1),
     ("wire::session", 1),
+    ("wire::tls", 1),
     // 2, aliases, pools, checked-out connections, the scope connection.
     ("pool", 2),
     ("pool::config", 2),
+    ("pool::conninfo", 2),
     ("pool::connection", 2),
     ("pool::frames", 2),
     ("pool::registry", 2),

@@ -40,6 +40,14 @@ impl Cluster {
     ///
     /// When the PostgreSQL binaries cannot be found, or `initdb` or `pg_ctl` fail.
     pub fn start() -> Result<Cluster, HarnessError> {
+        Cluster::start_configured(|_| Ok(()))
+    }
+
+    /// Initialises a cluster, lets `configure` change its data directory, and
+    /// starts it.
+    pub(crate) fn start_configured(
+        configure: impl FnOnce(&Cluster) -> Result<(), HarnessError>,
+    ) -> Result<Cluster, HarnessError> {
         let bindir = find_bindir()?;
         let mut cluster = Cluster::create_dir(bindir)?;
         cluster.run_pg(
@@ -59,6 +67,7 @@ impl Cluster {
             conf.push_str(&format!("{name} = {value}\n"));
         }
         append(&cluster.data().join("postgresql.conf"), &conf)?;
+        configure(&cluster)?;
         cluster.start_server()?;
         Ok(cluster)
     }
@@ -118,7 +127,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
@@ -130,6 +139,18 @@ impl Cluster {
     /// A libpq URL for the `postgres` database as the `postgres` superuser.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A key=value connection string for the `postgres` database as the
+    /// `postgres` superuser over the server's Unix socket: no TLS, whatever the
+    /// server's `pg_hba.conf` asks of TCP clients (for observers of a TLS-only
+    /// server).
+    pub fn socket_url(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// Runs SQL through `psql` against this cluster (setup that must not depend on
@@ -307,7 +328,7 @@ fn base_settings() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn append(path: &Path, text: &str) -> Result<(), HarnessError> {
+pub(crate) fn append(path: &Path, text: &str) -> Result<(), HarnessError> {
     std::fs::OpenOptions::new()
         .append(true)
         .open(path)

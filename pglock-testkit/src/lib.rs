@@ -20,6 +20,8 @@
 //!
 //! - [`Cluster`]: `initdb`, start, stop, restart, standbys;
 //! - [`PgBouncer`]: a pooler in front of a cluster ([`Cluster::start_pgbouncer`]);
+//! - [`TestCerts`]: a CA and certificates made at test time, and a TLS-only
+//!   cluster ([`Cluster::start_tls`]);
 //! - [`observe`]: plain sessions, backends in `pg_stat_activity`, blockers;
 //! - [`within`]: a bounded wait for a future.
 
@@ -28,6 +30,7 @@ mod host;
 pub mod observe;
 mod pgbouncer;
 mod reaper;
+mod tls;
 mod wait;
 
 use std::fmt;
@@ -35,6 +38,7 @@ use std::sync::OnceLock;
 
 pub use cluster::Cluster;
 pub use pgbouncer::PgBouncer;
+pub use tls::{TestCerts, CERT_USER};
 pub use wait::within;
 
 /// Why a cluster could not be started or controlled.

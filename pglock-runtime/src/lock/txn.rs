@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::error::Error;
 use crate::key::LockKey;
@@ -13,7 +13,8 @@ use crate::lock::timeout::check_duration;
 use crate::pool::connection::Connection;
 use crate::wire::exec::Exec;
 use crate::wire::send_now::send_now;
-use crate::{rt, sql};
+use crate::wire::tls::Connector;
+use crate::sql;
 
 /// How long an acquisition may wait for the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +175,11 @@ impl Drop for CancelOnDrop<'_> {
         match (self.conn, self.unlock_if_held) {
             // The session may be granted the lock in the instant before the cancel
             // lands; closing the session is the one way to be sure nothing survives.
-            (Some(conn), _) => conn.discard(),
+            (Some(conn), _) => {
+                conn.discard();
+                conn.session().cancel_running();
+                return;
+            }
             // A caller's client stays open: queue an unlock-if-held behind the wait,
             // which runs once the wait ends either way.
             (None, Some((key, shared))) => {
@@ -187,9 +192,7 @@ impl Drop for CancelOnDrop<'_> {
             // which the cancelled wait has aborted.
             (None, None) => {}
         }
-        let token = self.client.cancel_token();
-        rt::spawn(async move {
-            let _ = token.cancel_query(NoTls).await;
-        });
+        // A caller's own client: its TLS settings are not pglock's to know.
+        Connector::lenient().cancel(self.client.cancel_token());
     }
 }

@@ -5,6 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::pool::conninfo;
+use crate::wire::tls::{Connector, SslMode, TlsSettings};
 
 /// The schema pglock keeps its own tables in unless [`Config::schema`] says
 /// otherwise.
@@ -34,7 +36,21 @@ pub struct Config {
     pub(super) pipelined_release: bool,
     pub(super) drive_on_caller_runtime: bool,
     pub(super) schema: String,
+    pub(super) tls: TlsSettings,
 }
+
+/// The socket settings pglock's sessions get unless the URL or the
+/// `tokio_postgres::Config` set them: a peer that stopped answering is noticed
+/// in about half a minute rather than the operating system's two hours.
+pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time before the first keepalive probe (tokio-postgres: 2 h).
+pub(crate) const KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
+/// Time between unanswered keepalive probes.
+pub(crate) const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes before the connection is closed.
+pub(crate) const KEEPALIVES_RETRIES: u32 = 3;
+/// tokio-postgres's default `keepalives_idle`, which means "not set".
+const TOKIO_POSTGRES_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,6 +66,7 @@ impl fmt::Debug for Config {
             .field("pipelined_release", &self.pipelined_release)
             .field("drive_on_caller_runtime", &self.drive_on_caller_runtime)
             .field("schema", &self.schema)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -57,13 +74,45 @@ impl fmt::Debug for Config {
 impl Config {
     /// A configuration from a `tokio_postgres` one, with the default pool settings:
     /// 16 connections, a 30 s checkout wait, a 10 s connect timeout, standbys refused.
+    ///
+    /// What the `tokio_postgres::Config` leaves unset gets pglock's defaults:
+    /// `application_name` is the program's file name (see
+    /// [`Config::application_name`]); the socket gives up on a silent peer in
+    /// about 30 s (`tcp_user_timeout` 30 s; keepalives after 15 s idle, every
+    /// 5 s, 3 tries) instead of the operating system's two hours. Its
+    /// `sslmode` (tokio-postgres knows `disable`, `prefer`, `require`) carries
+    /// over; [`Config::ssl_mode`] has all five.
     pub fn new(pg: tokio_postgres::Config) -> Config {
+        let tls = TlsSettings::from_pg(&pg);
+        Config::with_tls(pg, tls)
+    }
+
+    fn with_tls(pg: tokio_postgres::Config, tls: TlsSettings) -> Config {
         let mut pg = pg;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(10));
         }
+        if pg.get_tcp_user_timeout().is_none() {
+            pg.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if pg.get_keepalives_idle() == TOKIO_POSTGRES_KEEPALIVES_IDLE {
+            pg.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if pg.get_keepalives_interval().is_none() {
+            pg.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if pg.get_keepalives_retries().is_none() {
+            pg.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if pg.get_application_name().is_none() {
+            if let Some(name) = program_name() {
+                pg.application_name(&name);
+            }
+        }
+        pg.ssl_mode(tls.pg_mode());
         let connect_timeout = *pg.get_connect_timeout().expect("set above");
         Config {
+            tls,
             pg,
             max_size: 16,
             checkout_timeout: Duration::from_secs(30),
@@ -83,16 +132,116 @@ impl Config {
     /// # Errors
     ///
     /// [`ErrorKind::Configuration`] saying what is malformed.
+    ///
+    /// Besides what `tokio_postgres` reads, it takes libpq's TLS parameters:
+    /// `sslmode` (`disable`, `prefer` — the default —, `require`, `verify-ca`,
+    /// `verify-full`), `sslrootcert` (a PEM file, or `system`), `sslcert` and
+    /// `sslkey` (a client certificate). [`Config::ssl_mode`] says what each
+    /// mode checks.
+    ///
+    /// ```
+    /// use pglock_runtime::{Config, SslMode};
+    ///
+    /// let config = Config::from_url(
+    ///     "postgres://app@db.internal/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem",
+    /// )?;
+    /// assert_eq!(config.get_ssl_mode(), SslMode::VerifyFull);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
     pub fn from_url(url: &str) -> Result<Config, Error> {
-        tokio_postgres::Config::from_str(url)
-            .map(Config::new)
+        let (rest, tls) = conninfo::split_tls(url).map_err(|e| {
+            Error::config(format!("invalid database URL: {e}")).with_source(e)
+        })?;
+        // A build without TLS says so now rather than at the first connection.
+        tls.check_supported()?;
+        tokio_postgres::Config::from_str(&rest)
+            .map(|pg| Config::with_tls(pg, tls))
             .map_err(|e| {
                 Error::config(format!(
-                    "invalid database URL: {e}; expected `postgres://user:password@host:port/database` \
-                     or `host=… user=… dbname=…`"
+                    "invalid database URL: {}; expected `postgres://user:password@host:port/database` \
+                     or `host=… user=… dbname=…`",
+                    crate::error::with_causes(&e)
                 ))
                 .with_source(e)
             })
+    }
+
+    /// How the connections use TLS (PostgreSQL's `sslmode`; the URL's
+    /// `?sslmode=` sets it too):
+    ///
+    /// | mode | encrypted | the server's certificate |
+    /// |---|---|---|
+    /// | [`Disable`](SslMode::Disable) | never | — |
+    /// | [`Prefer`](SslMode::Prefer) (default) | when the server offers TLS; otherwise plaintext, with a warning event once per alias | checked against `sslrootcert` if one is found, else not |
+    /// | [`Require`](SslMode::Require) | always | checked against `sslrootcert` if one is found (as `verify-ca`), else not |
+    /// | [`VerifyCa`](SslMode::VerifyCa) | always | signed by a CA in `sslrootcert` |
+    /// | [`VerifyFull`](SslMode::VerifyFull) | always | signed by a CA in `sslrootcert`, and valid for the host name connected to |
+    ///
+    /// `sslrootcert` is [`Config::ssl_root_cert`]; without it, libpq's default
+    /// `~/.postgresql/root.crt` counts when it exists. Cancel requests (of
+    /// abandoned waits) use the same settings. In a build without the `tls`
+    /// feature, modes from `require` up make [`register`](crate::register) fail.
+    ///
+    /// ```
+    /// use pglock_runtime::{Config, SslMode};
+    ///
+    /// let config = Config::from_url("postgres://app@db.internal/app")?
+    ///     .ssl_mode(SslMode::VerifyFull)
+    ///     .ssl_root_cert("/etc/ssl/db-ca.pem");
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn ssl_mode(mut self, mode: SslMode) -> Config {
+        self.tls.mode = Some(mode);
+        self.pg.ssl_mode(self.tls.pg_mode());
+        self
+    }
+
+    /// The `sslmode` in effect ([`Config::ssl_mode`]).
+    pub fn get_ssl_mode(&self) -> SslMode {
+        self.tls.mode()
+    }
+
+    /// The CA certificates (a PEM file) the server's certificate must chain
+    /// to, or `"system"` for the operating system's trusted roots (then only
+    /// [`SslMode::VerifyFull`] is allowed, and it is the default mode, as in
+    /// libpq). The file is read when the alias is registered.
+    pub fn ssl_root_cert(mut self, path: impl Into<std::path::PathBuf>) -> Config {
+        self.tls.root_cert = Some(path.into());
+        self.pg.ssl_mode(self.tls.pg_mode());
+        self
+    }
+
+    /// A client certificate (chain) and its private key, both PEM files, for
+    /// servers that authenticate clients by certificate (`hostssl … cert`).
+    pub fn ssl_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Config {
+        self.tls.client_cert = Some(cert.into());
+        self.tls.client_key = Some(key.into());
+        self
+    }
+
+    /// The name the sessions show in `pg_stat_activity` (and in the `pglock`
+    /// CLI and pglock's record of scheduled runs). Default: the URL's
+    /// `application_name`, else the program's file name.
+    ///
+    /// ```
+    /// let config = pglock_runtime::Config::from_url("postgres://localhost/app")?
+    ///     .application_name("billing-worker");
+    /// assert_eq!(config.pg_config().get_application_name(), Some("billing-worker"));
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn application_name(mut self, name: &str) -> Config {
+        self.pg.application_name(name);
+        self
+    }
+
+    /// The connector the alias's sessions and cancel requests use: the
+    /// certificate files are read here.
+    pub(crate) fn connector(&self) -> Result<Connector, Error> {
+        self.tls.connector()
     }
 
     /// The largest number of connections the alias opens (at least 1).
@@ -247,6 +396,17 @@ impl Config {
     pub fn pg_config(&self) -> &tokio_postgres::Config {
         &self.pg
     }
+}
+
+/// The program's file name, as the sessions' default `application_name`
+/// (at most 63 bytes, PostgreSQL's limit).
+fn program_name() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let mut name = exe.file_name()?.to_string_lossy().into_owned();
+    while name.len() > 63 {
+        name.pop();
+    }
+    Some(name).filter(|n| !n.is_empty())
 }
 
 impl FromStr for Config {

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
-use tokio_postgres::NoTls;
 
 use crate::error::{Error, ErrorKind};
 use crate::pool::config::Config;
 use crate::wire::driver::{self, Checks};
 use crate::wire::exec::first_row;
 use crate::wire::session::Session;
+use crate::wire::tls::{self, Connector};
 use crate::{rt, sql};
 
 /// The alias used when none is named.
@@ -37,9 +37,11 @@ pub const DEFAULT_ALIAS: &str = "default";
 ///
 /// [`ErrorKind::Configuration`] when the alias is already registered (or, for
 /// `"default"`, already configured from `DATABASE_URL` by an earlier use), or the
-/// configuration is invalid ([`Config::schema`]).
+/// configuration is invalid ([`Config::schema`]), or its TLS settings cannot
+/// be honoured (a certificate file that cannot be read, see
+/// [`Config::ssl_mode`]).
 pub fn register(alias: &str, config: Config) -> Result<(), Error> {
-    config.check().map_err(|e| e.with_alias(alias))?;
+    let new = Alias::new(alias, config)?;
     let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
     if map.contains_key(alias) {
         return Err(Error::config(format!(
@@ -48,7 +50,7 @@ pub fn register(alias: &str, config: Config) -> Result<(), Error> {
         ))
         .with_alias(alias));
     }
-    map.insert(alias.to_owned(), Alias::new(alias, config));
+    map.insert(alias.to_owned(), new);
     Ok(())
 }
 
@@ -104,17 +106,17 @@ pub(crate) fn alias(name: &str) -> Result<Arc<Alias>, Error> {
         .with_alias(name));
     }
     let config = default_config(std::env::var("DATABASE_URL")).map_err(|e| e.with_alias(name))?;
+    let new = Alias::new(name, config)?;
     let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
-    Ok(map
-        .entry(name.to_owned())
-        .or_insert_with(|| Alias::new(name, config))
-        .clone())
+    Ok(map.entry(name.to_owned()).or_insert(new).clone())
 }
 
 /// One registered database: its name, configuration and pool.
 pub(crate) struct Alias {
     pub(crate) name: Arc<str>,
     config: Config,
+    /// TLS for every session and cancel request of the alias.
+    tls: Connector,
     /// Connections driven on pglock's own runtime.
     pool: Pool,
     /// Connections driven on callers' multi-thread runtimes, one pool per runtime
@@ -128,19 +130,25 @@ type Pool = managed::Pool<Manager>;
 pub(crate) type Pooled = Object<Manager>;
 
 impl Alias {
-    fn new(name: &str, config: Config) -> Arc<Alias> {
-        Arc::new(Alias {
+    /// Checks the configuration and reads its certificate files.
+    fn new(name: &str, config: Config) -> Result<Arc<Alias>, Error> {
+        let with_alias = |e: Error| e.with_alias(name);
+        config.check().map_err(with_alias)?;
+        let tls = config.connector().map_err(with_alias)?;
+        Ok(Arc::new(Alias {
             name: Arc::from(name),
-            pool: Alias::build_pool(name, &config, false),
+            pool: Alias::build_pool(name, &config, &tls, false),
             config,
+            tls,
             local: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
-    fn build_pool(name: &str, config: &Config, on_caller: bool) -> Pool {
+    fn build_pool(name: &str, config: &Config, tls: &Connector, on_caller: bool) -> Pool {
         let manager = Manager {
             alias: Arc::from(name),
             config: config.clone(),
+            tls: tls.clone(),
             on_caller,
         };
         managed::Pool::builder(manager)
@@ -178,7 +186,7 @@ impl Alias {
             pool.retain(|c, _| !c.client.is_closed());
             pool.status().size > 0
         });
-        let pool = Alias::build_pool(&self.name, &self.config, true);
+        let pool = Alias::build_pool(&self.name, &self.config, &self.tls, true);
         map.insert(id, pool.clone());
         Some(pool)
     }
@@ -263,6 +271,7 @@ impl Alias {
 pub(crate) struct Manager {
     alias: Arc<str>,
     config: Config,
+    tls: Connector,
     /// Connect and drive on the runtime that asks for the connection (a caller's
     /// multi-thread runtime), not on pglock's.
     on_caller: bool,
@@ -279,14 +288,17 @@ impl managed::Manager for Manager {
         let allow_standby = self.config.allow_standby;
         let behind_pooler = self.config.transaction_pooling;
         let alias = self.alias.clone();
-        let conn = if self.on_caller {
-            connect(pg, &alias, allow_standby, behind_pooler).await
+        let tls = self.tls.clone();
+        let (conn, encrypted) = if self.on_caller {
+            connect(pg, tls, &alias, allow_standby, behind_pooler).await
         } else {
-            rt::spawn(async move { connect(pg, &alias, allow_standby, behind_pooler).await })
+            rt::spawn(async move { connect(pg, tls, &alias, allow_standby, behind_pooler).await })
                 .await
                 .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
-        };
-        conn.map(Arc::new)
+        }?;
+        // On the caller's thread, where its subscriber sees the event.
+        self.tls.opened(encrypted, &self.alias);
+        Ok(Arc::new(conn))
     }
 
     async fn recycle(&self, conn: &mut Arc<Session>, _: &Metrics) -> RecycleResult<Error> {
@@ -298,15 +310,18 @@ impl managed::Manager for Manager {
 }
 
 /// Opens a connection, spawns its driver on the current runtime, and reads
-/// the facts pglock needs. Refuses a hot standby unless allowed.
+/// the facts pglock needs. Refuses a hot standby unless allowed. Also says
+/// whether the session is encrypted.
 async fn connect(
     pg: tokio_postgres::Config,
+    tls: Connector,
     alias: &str,
     allow_standby: bool,
     behind_pooler: bool,
-) -> Result<Session, Error> {
+) -> Result<(Session, bool), Error> {
+    let (make_tls, encrypted) = tls.for_session();
     let (client, connection) = pg
-        .connect(NoTls)
+        .connect(make_tls)
         .await
         .map_err(|e| connect_error(e, alias))?;
     let checks = Arc::new(Checks::default());
@@ -333,17 +348,28 @@ async fn connect(
         )
         .with_alias(alias));
     }
-    Ok(Session::new(
+    let session = Session::new(
         client,
         pid,
         base_lock_timeout,
         behind_pooler,
         checks,
         driver,
-    ))
+        tls,
+    );
+    Ok((session, encrypted.get()))
 }
 
 fn connect_error(e: tokio_postgres::Error, alias: &str) -> Error {
+    // A certificate that does not verify is the configuration's business.
+    if let Some(why) = tls::explain(&e) {
+        return Error::from_pg(e)
+            .reclassify(
+                ErrorKind::Configuration,
+                &format!("cannot connect to the server of alias `{alias}`: {why}"),
+            )
+            .with_alias(alias);
+    }
     let base = Error::from_pg(e);
     let kind = match base.kind() {
         // Authentication and unknown-database errors are configuration problems.

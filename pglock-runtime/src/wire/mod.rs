@@ -5,3 +5,4 @@ pub(crate) mod driver;
 pub(crate) mod exec;
 pub(crate) mod send_now;
 pub(crate) mod session;
+pub(crate) mod tls;

@@ -10,6 +10,7 @@ use tokio_postgres::{Client, Statement};
 
 use crate::error::Error;
 use crate::wire::driver::Checks;
+use crate::wire::tls::Connector;
 
 /// An open connection and what pglock knows about its server session.
 pub(crate) struct Session {
@@ -26,6 +27,8 @@ pub(crate) struct Session {
     /// Checks the driver polls (pipelined releases, return checks).
     pub(crate) checks: Arc<Checks>,
     driver: tokio::task::JoinHandle<()>,
+    /// The alias's TLS settings, for cancel requests.
+    tls: Connector,
 }
 
 /// Backend pids of every connection this process has open through pglock (the
@@ -50,6 +53,7 @@ impl Session {
         behind_pooler: bool,
         checks: Arc<Checks>,
         driver: tokio::task::JoinHandle<()>,
+        tls: Connector,
     ) -> Session {
         OWN_PIDS
             .lock()
@@ -64,7 +68,14 @@ impl Session {
             behind_pooler: AtomicBool::new(behind_pooler),
             checks,
             driver,
+            tls,
         }
+    }
+
+    /// Asks the server, in the background and over the alias's TLS settings,
+    /// to cancel whatever this session is running.
+    pub(crate) fn cancel_running(&self) {
+        self.tls.cancel(self.client.cancel_token());
     }
 
     /// Whether this connection goes through a transaction pooler.
