@@ -49,10 +49,10 @@ pub use pool::config::Config;
 pub use pool::connection::Connection;
 pub use pool::frames::{connection, connection_for};
 pub use pool::registry::{is_registered, pool_status, register, PoolStatus, DEFAULT_ALIAS};
-pub use wire::tls::SslMode;
 pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};
 pub use slot::{Slot, ToSlot};
+pub use wire::tls::SslMode;
 
 #[cfg(test)]
 mod send_tests {

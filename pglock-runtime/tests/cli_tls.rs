@@ -21,14 +21,20 @@ async fn the_cli_reaches_a_tls_only_server_with_the_urls_sslmode() {
         cluster.url(),
         certs.ca().display()
     );
-    let ok = within(30, "pglock locks", async { pglock(&url, &["locks", "--json"]) }).await;
+    let ok = within(30, "pglock locks", async {
+        pglock(&url, &["locks", "--json"])
+    })
+    .await;
     assert!(
         ok.status.success(),
         "verify-full with the right CA: {}",
         String::from_utf8_lossy(&ok.stderr)
     );
     let plain = pglock(&format!("{}?sslmode=disable", cluster.url()), &["locks"]);
-    assert!(!plain.status.success(), "plaintext is refused by the server");
+    assert!(
+        !plain.status.success(),
+        "plaintext is refused by the server"
+    );
     let wrong = pglock(
         &format!(
             "{}?sslmode=verify-full&sslrootcert={}",

@@ -51,11 +51,7 @@ impl TestCerts {
             "localhost",
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
         )?;
-        certs.signed(
-            "client",
-            CERT_USER,
-            "extendedKeyUsage=clientAuth\n",
-        )?;
+        certs.signed("client", CERT_USER, "extendedKeyUsage=clientAuth\n")?;
         Ok(certs)
     }
 
@@ -235,8 +231,13 @@ fn configure_tls(cluster: &Cluster, certs: &TestCerts) -> Result<(), HarnessErro
 /// runs as that user.
 fn copy_private(from: &Path, to: &Path, as_postgres: bool) -> Result<(), HarnessError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(from, to)
-        .map_err(|e| err(format!("cannot copy {} to {}: {e}", from.display(), to.display())))?;
+    std::fs::copy(from, to).map_err(|e| {
+        err(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| err(format!("cannot chmod {}: {e}", to.display())))?;
     if as_postgres {

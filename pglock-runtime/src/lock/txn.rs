@@ -11,10 +11,10 @@ use crate::error::Error;
 use crate::key::LockKey;
 use crate::lock::timeout::check_duration;
 use crate::pool::connection::Connection;
+use crate::sql;
 use crate::wire::exec::Exec;
 use crate::wire::send_now::send_now;
 use crate::wire::tls::Connector;
-use crate::sql;
 
 /// How long an acquisition may wait for the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

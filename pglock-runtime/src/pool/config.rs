@@ -149,9 +149,8 @@ impl Config {
     /// # Ok::<(), pglock_runtime::Error>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Config, Error> {
-        let (rest, tls) = conninfo::split_tls(url).map_err(|e| {
-            Error::config(format!("invalid database URL: {e}")).with_source(e)
-        })?;
+        let (rest, tls) = conninfo::split_tls(url)
+            .map_err(|e| Error::config(format!("invalid database URL: {e}")).with_source(e))?;
         // A build without TLS says so now rather than at the first connection.
         tls.check_supported()?;
         tokio_postgres::Config::from_str(&rest)
@@ -172,7 +171,7 @@ impl Config {
     /// | mode | encrypted | the server's certificate |
     /// |---|---|---|
     /// | [`Disable`](SslMode::Disable) | never | — |
-    /// | [`Prefer`](SslMode::Prefer) (default) | when the server offers TLS; otherwise plaintext, with a warning event once per alias | checked against `sslrootcert` if one is found, else not |
+    /// | [`Prefer`](SslMode::Prefer) (default) | when the server offers TLS; otherwise plaintext, with a warning event once per alias (not for a host named `localhost`, a loopback address or a Unix socket) | checked against `sslrootcert` if one is found, else not |
     /// | [`Require`](SslMode::Require) | always | checked against `sslrootcert` if one is found (as `verify-ca`), else not |
     /// | [`VerifyCa`](SslMode::VerifyCa) | always | signed by a CA in `sslrootcert` |
     /// | [`VerifyFull`](SslMode::VerifyFull) | always | signed by a CA in `sslrootcert`, and valid for the host name connected to |
@@ -241,7 +240,7 @@ impl Config {
     /// The connector the alias's sessions and cancel requests use: the
     /// certificate files are read here.
     pub(crate) fn connector(&self) -> Result<Connector, Error> {
-        self.tls.connector()
+        self.tls.connector(names_local_host(&self.pg))
     }
 
     /// The largest number of connections the alias opens (at least 1).
@@ -396,6 +395,24 @@ impl Config {
     pub fn pg_config(&self) -> &tokio_postgres::Config {
         &self.pg
     }
+}
+
+/// Whether every host the configuration names is this machine (a Unix socket,
+/// `localhost`, an address in 127.0.0.0/8 or `::1`): plaintext there is not
+/// worth a warning.
+fn names_local_host(pg: &tokio_postgres::Config) -> bool {
+    use tokio_postgres::config::Host;
+    !pg.get_hosts().is_empty()
+        && pg.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
 }
 
 /// The program's file name, as the sessions' default `application_name`

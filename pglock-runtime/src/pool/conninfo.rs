@@ -14,12 +14,12 @@ const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// Splits `s` into the connection string without the TLS parameters, and those.
 pub(crate) fn split_tls(s: &str) -> Result<(String, TlsSettings), Error> {
     let trimmed = s.trim_start();
-    let (rest, pairs) = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://")
-    {
-        split_url(s)
-    } else {
-        split_key_values(s)
-    };
+    let (rest, pairs) =
+        if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+            split_url(s)
+        } else {
+            split_key_values(s)
+        };
     let mut tls = TlsSettings::default();
     for (key, value) in pairs {
         match key.as_str() {
@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(rest, "postgresql://db/app");
         assert_eq!(tls.mode, Some(SslMode::Require));
         let (rest, tls) = split_tls("postgres://db/app").unwrap();
-        assert_eq!((rest.as_str(), tls), ("postgres://db/app", TlsSettings::default()));
+        assert_eq!(
+            (rest.as_str(), tls),
+            ("postgres://db/app", TlsSettings::default())
+        );
     }
 
     #[test]

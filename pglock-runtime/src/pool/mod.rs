@@ -3,7 +3,7 @@
 //! scopes (see `ARCHITECTURE.md`).
 
 pub(crate) mod config;
-pub(crate) mod conninfo;
 pub(crate) mod connection;
+pub(crate) mod conninfo;
 pub(crate) mod frames;
 pub(crate) mod registry;

@@ -4,7 +4,7 @@
 //! | `sslmode` | encrypted | server certificate checked |
 //! |---|---|---|
 //! | `disable` | never | — |
-//! | `prefer` (default) | when the server offers TLS, else plaintext (a warning event once per alias) | against `sslrootcert` when one is found, else not |
+//! | `prefer` (default) | when the server offers TLS, else plaintext (a warning event once per alias, unless it names this machine) | against `sslrootcert` when one is found, else not |
 //! | `require` | always | against `sslrootcert` when one is found (as `verify-ca`), else not |
 //! | `verify-ca` | always | chain to a trusted CA |
 //! | `verify-full` | always | chain to a trusted CA, and the host name |
@@ -225,7 +225,10 @@ impl TlsSettings {
     ///
     /// `Configuration`: a mode a build without TLS cannot honour, a file that
     /// cannot be read or holds no certificate/key, a weak mode with system roots.
-    pub(crate) fn connector(&self) -> Result<Connector, Error> {
+    ///
+    /// `local`: the alias names this machine only, where plaintext under
+    /// `prefer` is not warned about.
+    pub(crate) fn connector(&self, local: bool) -> Result<Connector, Error> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let verify = self.verify(home.as_deref())?;
         if self.client_cert.is_some() != self.client_key.is_some() {
@@ -233,7 +236,7 @@ impl TlsSettings {
                 "a client certificate needs both `sslcert` and `sslkey` (`Config::ssl_client_cert`)",
             ));
         }
-        Connector::build(self, verify)
+        Connector::build(self, verify, local)
     }
 }
 
@@ -258,7 +261,7 @@ impl fmt::Debug for Connector {
 
 #[cfg(not(feature = "tls"))]
 impl Connector {
-    fn build(settings: &TlsSettings, _: Verify) -> Result<Connector, Error> {
+    fn build(settings: &TlsSettings, _: Verify, _: bool) -> Result<Connector, Error> {
         settings.check_supported()?;
         Ok(Connector {
             mode: settings.mode(),
@@ -296,12 +299,12 @@ impl Encrypted {
 
 #[cfg(feature = "tls")]
 impl Connector {
-    fn build(settings: &TlsSettings, verify: Verify) -> Result<Connector, Error> {
+    fn build(settings: &TlsSettings, verify: Verify, local: bool) -> Result<Connector, Error> {
         let config = rustls_config::client_config(settings, verify)?;
         Ok(Connector {
             mode: settings.mode(),
             inner: tokio_postgres_rustls::MakeRustlsConnect::new(config),
-            warned_plaintext: Arc::new(AtomicBool::new(false)),
+            warned_plaintext: Arc::new(AtomicBool::new(local)),
         })
     }
 
@@ -491,9 +494,7 @@ mod rustls_config {
             Verify::ChainAndName(roots) => {
                 WebPkiServerVerifier::builder_with_provider(Arc::new(load_roots(&roots)?), provider)
                     .build()
-                    .map_err(|e| {
-                        Error::config(format!("TLS setup failed: {e}")).with_source(e)
-                    })?
+                    .map_err(|e| Error::config(format!("TLS setup failed: {e}")).with_source(e))?
             }
         };
         let builder = builder
@@ -508,14 +509,12 @@ mod rustls_config {
                         key.display()
                     ))
                 })?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| {
-                        Error::config(format!(
-                            "the client certificate `sslcert={}` and key do not go together: {e}",
-                            cert.display()
-                        ))
-                    })?
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::config(format!(
+                        "the client certificate `sslcert={}` and key do not go together: {e}",
+                        cert.display()
+                    ))
+                })?
             }
             _ => builder.with_no_client_auth(),
         };
@@ -527,9 +526,7 @@ mod rustls_config {
     fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| {
-                Error::config(format!("cannot read `{what}={}`: {e}", path.display()))
-            })?;
+            .map_err(|e| Error::config(format!("cannot read `{what}={}`: {e}", path.display())))?;
         if certs.is_empty() {
             return Err(Error::config(format!(
                 "`{what}={}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
@@ -620,7 +617,12 @@ mod rustls_config {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn verify_tls13_signature(
@@ -629,7 +631,12 @@ mod rustls_config {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -766,6 +773,24 @@ mod tests {
             Verify::ChainAndName(Roots::File(root))
         );
         std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn a_build_without_tls_refuses_modes_that_need_it() {
+        for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
+            let e = settings(Some(mode), Some("/ca.pem"))
+                .check_supported()
+                .unwrap_err();
+            assert!(e.to_string().contains("enable its `tls` feature"), "{e}");
+        }
+        assert!(settings(Some(SslMode::Prefer), None)
+            .check_supported()
+            .is_ok());
+        assert_eq!(
+            settings(Some(SslMode::Prefer), None).pg_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
     }
 
     #[test]
