@@ -275,3 +275,54 @@ async fn huge_and_empty_keys_work() {
         g.release().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_huge_heartbeat_interval_is_clamped_not_a_panic_holding_the_lock() {
+    setup();
+    let obs = observer().await;
+    register(
+        "huge-heartbeat",
+        Config::from_url(url())
+            .unwrap()
+            .heartbeat(Some(Duration::MAX))
+            .max_size(1),
+    )
+    .unwrap();
+    let key = unique_key();
+    let g = advisory(key)
+        .using("huge-heartbeat")
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(holders(&obs, LockKey::Int(key)).await.len(), 1);
+    g.release().await.unwrap();
+    advisory(key)
+        .using("huge-heartbeat")
+        .run(async {})
+        .await
+        .unwrap();
+    assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
+}
+
+#[tokio::test]
+async fn connect_errors_carry_their_cause() {
+    // A loopback port nobody listens on: "connection refused", not just "error
+    // connecting to server".
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    register(
+        "refused",
+        Config::from_url(&format!("postgres://u@127.0.0.1:{port}/db")).unwrap(),
+    )
+    .unwrap();
+    let e = connection_for("refused").await.unwrap_err();
+    assert!(e.to_string().contains("Connection refused"), "{e}");
+    let e = Config::from_url("postgres://u@h:notaport/db").unwrap_err();
+    assert!(
+        e.to_string().contains("invalid value for option `port`"),
+        "the URL error names the part: {e}"
+    );
+}

@@ -464,12 +464,14 @@ impl Active {
                 }
             }
             if !lock.xact {
-                let mut r = advisory::unlock(exec, lock.key, lock.shared).await;
+                let release = "the release of the lock";
+                let unlock = || advisory::unlock(exec, lock.key, lock.shared);
+                let mut r = self.conn.within_deadline(release, unlock()).await;
                 if self.fresh && r.as_ref().is_err_and(timeout::is_aborted) {
                     // The body opened a transaction on the scope connection and left
                     // it failed. It cannot be committed; roll it back to unlock.
                     exec.batch(sql::ROLLBACK).await.ok();
-                    r = advisory::unlock(exec, lock.key, lock.shared).await;
+                    r = self.conn.within_deadline(release, unlock()).await;
                 }
                 if let Err(e) = r {
                     first.get_or_insert(e);

@@ -20,6 +20,8 @@
 //!
 //! - [`Cluster`]: `initdb`, start, stop, restart, standbys;
 //! - [`PgBouncer`]: a pooler in front of a cluster ([`Cluster::start_pgbouncer`]);
+//! - [`PartitionProxy`]: a loopback forwarder that pauses (a silent
+//!   partition), resumes and cuts connections;
 //! - [`TestCerts`]: a CA and certificates made at test time, and a TLS-only
 //!   cluster ([`Cluster::start_tls`]);
 //! - [`observe`]: plain sessions, backends in `pg_stat_activity`, blockers;
@@ -29,6 +31,7 @@ mod cluster;
 mod host;
 pub mod observe;
 mod pgbouncer;
+mod proxy;
 mod reaper;
 mod tls;
 mod wait;
@@ -38,6 +41,7 @@ use std::sync::OnceLock;
 
 pub use cluster::Cluster;
 pub use pgbouncer::PgBouncer;
+pub use proxy::PartitionProxy;
 pub use tls::{TestCerts, CERT_USER};
 pub use wait::within;
 

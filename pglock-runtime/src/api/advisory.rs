@@ -594,7 +594,9 @@ impl<'c> AdvisoryGuard<'c> {
     ///
     /// [`ErrorKind::LostBeforeRelease`] when the session no longer held the lock;
     /// [`ErrorKind::Usage`] for a transaction-level lock (it ends with its
-    /// transaction; the guard then behaves as if dropped); connection errors.
+    /// transaction; the guard then behaves as if dropped); connection errors, among
+    /// them [`ErrorKind::ConnectionLost`] when the server does not answer within
+    /// [`Config::answer_deadline`](crate::Config::answer_deadline) (the session is then closed).
     pub async fn release(mut self) -> Result<(), Error> {
         self.heartbeat = None;
         if self.xact {
@@ -604,7 +606,17 @@ impl<'c> AdvisoryGuard<'c> {
             )
             .with_key(self.key));
         }
-        let r = unlock(self.exec(), self.key, self.shared).await;
+        let r = match &self.target {
+            // A session gone silent (a partition) must not hang the release.
+            Some(Target::Owned(c)) => {
+                c.within_deadline(
+                    "the release of the lock",
+                    unlock(c.exec(), self.key, self.shared),
+                )
+                .await
+            }
+            _ => unlock(self.exec(), self.key, self.shared).await,
+        };
         if r.is_err() {
             if let Some(Target::Owned(c)) = &self.target {
                 c.discard();

@@ -8,6 +8,7 @@
 //! entry off: no task, no timer and no thread hop per lock, so locks held for less
 //! than an interval cost (almost) nothing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ use crate::rt;
 
 /// Why a lock was found lost, once it was.
 type Lost = watch::Sender<Option<Arc<str>>>;
+
+/// Why a check found a lock lost.
+type Why = Cow<'static, str>;
 
 struct Entry {
     conn: Connection,
@@ -118,7 +122,7 @@ impl Board {
     }
 
     /// Records the outcome of a check of entry `id` (gone if released meanwhile).
-    fn checked(&self, id: u64, why: Option<&'static str>, conn: &Connection) {
+    fn checked(&self, id: u64, why: Option<Why>, conn: &Connection) {
         let mut state = self.state();
         let Some(why) = why else {
             if let Some(e) = state.entries.get_mut(&id) {
@@ -131,22 +135,33 @@ impl Board {
             return;
         };
         drop(state);
-        tracing::error!(target: "pglock", key = %e.key, pid = conn.backend_pid(), reason = why,
+        tracing::error!(target: "pglock", key = %e.key, pid = conn.backend_pid(), reason = %why,
             "advisory lock lost while held");
         conn.discard();
-        let _ = e.lost.send(Some(Arc::from(why)));
+        let _ = e.lost.send(Some(Arc::from(why.as_ref())));
     }
 }
 
 /// One check of a held lock: `Some(reason)` if it is lost.
-async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<&'static str> {
+///
+/// Unless the body has the session (and may be running a long statement the
+/// check queues behind), an answer later than the alias's answer deadline
+/// counts as a loss: the path to the server is cut or the server frozen, and
+/// the session is closed.
+async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
     if conn.is_closed() {
-        return Some("its connection is closed");
+        return Some("its connection is closed".into());
     }
-    match holds(conn.exec(), key, shared).await {
+    let answer = if conn.is_exposed() {
+        holds(conn.exec(), key, shared).await
+    } else {
+        conn.within_deadline("the heartbeat check", holds(conn.exec(), key, shared))
+            .await
+    };
+    match answer {
         Ok(true) => None,
-        Ok(false) => Some("its session no longer holds it"),
-        Err(e) if e.is_connection_lost() => Some("its connection was lost"),
+        Ok(false) => Some("its session no longer holds it".into()),
+        Err(e) if e.is_connection_lost() => Some(e.to_string().into()),
         // An aborted transaction, a cancelled statement: says nothing about the
         // lock; look again next time.
         Err(_) => None,

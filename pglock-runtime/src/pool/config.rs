@@ -49,6 +49,10 @@ pub(crate) const KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
 pub(crate) const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered probes before the connection is closed.
 pub(crate) const KEEPALIVES_RETRIES: u32 = 3;
+/// The longest [`Config::heartbeat`] interval.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest [`Config::answer_deadline`].
+const MIN_ANSWER_DEADLINE: Duration = Duration::from_secs(3);
 /// tokio-postgres's default `keepalives_idle`, which means "not set".
 const TOKIO_POSTGRES_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
@@ -274,10 +278,44 @@ impl Config {
     /// How often a held lock is checked on its own session (one cheap query per
     /// interval, only while a lock is held), bounding how long a lost lock goes
     /// unnoticed: [`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost) and
-    /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off.
+    /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off. Values
+    /// are kept between 10 ms and a day. A check unanswered for
+    /// [`Config::answer_deadline`] counts as a loss.
     pub fn heartbeat(mut self, every: Option<Duration>) -> Config {
-        self.heartbeat = every.map(|d| d.max(Duration::from_millis(10)));
+        // A day at most: a longer interval is no heartbeat, and `Instant`
+        // arithmetic on `Duration::MAX` would overflow.
+        self.heartbeat = every.map(|d| d.clamp(Duration::from_millis(10), MAX_HEARTBEAT));
         self
+    }
+
+    /// How long pglock waits for the server to answer one of its own short
+    /// statements on a session — a heartbeat check of a held lock, a release,
+    /// the check before a used connection goes back to the pool — before it
+    /// counts the session as gone and closes it: three heartbeat intervals, and
+    /// at least 3 s (3 s with the heartbeat off).
+    ///
+    /// That is what notices a silent network partition or a frozen server
+    /// while a lock is held: the heartbeat check gets no answer, the lock
+    /// counts as lost ([`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost),
+    /// `on_lost = cancel`), and the session is closed. A check queued behind a
+    /// statement of the body on the same session (the body used
+    /// [`connection()`](crate::connection())) is not held to it, since the
+    /// body's statement may rightly take long: there the socket settings
+    /// (`tcp_user_timeout`, keepalives, see [`Config::new`]) bound a partition.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let config = pglock_runtime::Config::from_url("postgres://localhost/app")?;
+    /// assert_eq!(config.answer_deadline(), Duration::from_secs(3));
+    /// let config = config.heartbeat(Some(Duration::from_secs(5)));
+    /// assert_eq!(config.answer_deadline(), Duration::from_secs(15));
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn answer_deadline(&self) -> Duration {
+        self.heartbeat
+            .map_or(MIN_ANSWER_DEADLINE, |every| every.saturating_mul(3))
+            .max(MIN_ANSWER_DEADLINE)
     }
 
     /// The schema pglock keeps its own tables in on this alias (the record of

@@ -10,7 +10,7 @@ use std::time::Duration;
 use deadpool::managed::Object;
 use tokio_postgres::Client;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::pool::registry::{self, Alias, Pooled};
 use crate::sql;
 use crate::wire::exec::{first_row, Exec};
@@ -128,6 +128,44 @@ impl Connection {
         self.shared.alias.heartbeat()
     }
 
+    /// How long pglock waits for the server to answer one of its own short
+    /// statements on this session (a heartbeat check, a release, the return
+    /// check) before it counts the session as gone
+    /// ([`Config::answer_deadline`](crate::pool::config::Config::answer_deadline)).
+    pub(crate) fn answer_deadline(&self) -> Duration {
+        self.config().answer_deadline()
+    }
+
+    /// Runs `fut`, one of pglock's short statements on this session, within
+    /// [`answer_deadline`](Connection::answer_deadline). When the server has not
+    /// answered by then (a silent network partition, a frozen server), the
+    /// session is closed at once, which ends whatever it held on the server as
+    /// soon as the server notices, and the error says so.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let deadline = self.answer_deadline();
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.discard();
+                self.session().close();
+                Err(Error::new(
+                    ErrorKind::ConnectionLost,
+                    format!(
+                        "the server did not answer {what} within {}: the connection is \
+                         closed (a network partition or a frozen server), and the server \
+                         ends the session, with every lock it held, when it notices",
+                        humantime::format_duration(deadline)
+                    ),
+                )
+                .with_alias(self.alias()))
+            }
+        }
+    }
+
     /// Closes the session instead of returning it to the pool when the last clone
     /// is dropped. The server then releases every lock the session held.
     pub fn discard(&self) {
@@ -166,10 +204,19 @@ impl Drop for Shared {
             return;
         }
         let alias = self.alias.name.clone();
+        let deadline = self.alias.config().answer_deadline();
         // Run by the connection's driver: no task, and no hop to another thread.
         let checks = obj.checks.clone();
         checks.push(Box::pin(async move {
-            match return_check(&obj).await {
+            let checked = tokio::time::timeout(deadline, return_check(&obj))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "the server did not answer the check within {}",
+                        humantime::format_duration(deadline)
+                    ))
+                });
+            match checked {
                 Ok(()) => drop(obj),
                 Err(why) => {
                     tracing::debug!(target: "pglock", alias = %alias, pid = obj.pid, reason = %why,
