@@ -326,3 +326,18 @@ async fn connect_errors_carry_their_cause() {
         "the URL error names the part: {e}"
     );
 }
+
+#[tokio::test]
+async fn an_absurd_pool_size_is_clamped_not_a_panic() {
+    setup();
+    register(
+        "huge-pool",
+        Config::from_url(url()).unwrap().max_size(usize::MAX),
+    )
+    .unwrap();
+    advisory(unique_key())
+        .using("huge-pool")
+        .run(async {})
+        .await
+        .unwrap();
+}

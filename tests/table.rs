@@ -53,7 +53,8 @@ async fn all_eight_modes() {
 async fn hostile_names_are_quoted_not_spliced() {
     setup();
     let obs = observer().await;
-    let salt = unique_key().unsigned_abs();
+    // Short enough that the injection attempt below fits in 63 bytes.
+    let salt = unique_key().unsigned_abs() % 1_000_000_000;
     let weird = format!("we\"ird; name {salt}");
     let schema = format!("my schema {salt}");
     let dotted = "t.x";
@@ -281,4 +282,33 @@ async fn try_acquire_and_blocking_forms() {
         vec![7],
         "the committed row stays, the dropped guard's is rolled back"
     );
+}
+
+#[tokio::test]
+async fn names_longer_than_postgres_identifiers_are_refused_not_truncated() {
+    setup();
+    let obs = observer().await;
+    // The server would cut the 64-byte name to its first 63 bytes: the table
+    // of that name must not be locked instead.
+    let short = format!("t{}_", unique_key().unsigned_abs());
+    let short = format!("{short}{}", "x".repeat(63 - short.len()));
+    assert_eq!(short.len(), 63);
+    obs.batch_execute(&format!("CREATE TABLE \"{short}\" (x int)"))
+        .await
+        .unwrap();
+    let long = format!("{short}y");
+    let err = table_lock([Table::new(long.clone())])
+        .acquire()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+    assert!(err.to_string().contains("at most 63"), "{err}");
+    let err = table_lock([Table::qualified(long, "t")])
+        .acquire()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
+    // 63 bytes is a name like any other.
+    let g = table_lock([Table::new(short)]).acquire().await.unwrap();
+    g.rollback().await.unwrap();
 }

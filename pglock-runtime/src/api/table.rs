@@ -109,6 +109,9 @@ pub struct Table {
     name: String,
 }
 
+/// PostgreSQL's identifier limit (`NAMEDATALEN - 1`).
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
 impl Table {
     /// An unqualified table name, used verbatim (found through `search_path`).
     pub fn new(name: impl Into<String>) -> Table {
@@ -133,6 +136,16 @@ impl Table {
                 return Err(Error::config(format!(
                     "invalid table name {:?}: names must be non-empty and contain no NUL byte",
                     part
+                )));
+            }
+            // The server would cut a longer name to 63 bytes and lock whatever
+            // table has the shorter name.
+            if part.len() > MAX_IDENTIFIER_BYTES {
+                return Err(Error::config(format!(
+                    "invalid table name {part:?}: {} bytes, and PostgreSQL identifiers have at \
+                     most {MAX_IDENTIFIER_BYTES} (the server would truncate it and lock a table of \
+                     the shorter name)",
+                    part.len()
                 )));
             }
         }

@@ -49,6 +49,8 @@ pub(crate) const KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
 pub(crate) const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered probes before the connection is closed.
 pub(crate) const KEEPALIVES_RETRIES: u32 = 3;
+/// The largest [`Config::max_size`].
+const MAX_POOL_SIZE: usize = 10_000;
 /// The longest [`Config::heartbeat`] interval.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The shortest [`Config::answer_deadline`].
@@ -247,9 +249,11 @@ impl Config {
         self.tls.connector(names_local_host(&self.pg))
     }
 
-    /// The largest number of connections the alias opens (at least 1).
+    /// The largest number of connections the alias opens: at least 1, at most
+    /// 10,000 (more than any PostgreSQL server is configured to accept; a
+    /// larger value is clamped, as `usize::MAX` would overflow the pool).
     pub fn max_size(mut self, n: usize) -> Config {
-        self.max_size = n.max(1);
+        self.max_size = n.clamp(1, MAX_POOL_SIZE);
         self
     }
 
