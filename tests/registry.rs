@@ -341,3 +341,46 @@ async fn an_absurd_pool_size_is_clamped_not_a_panic() {
         .await
         .unwrap();
 }
+
+/// Issue 15.10: a server that accepts and never answers must not leave a
+/// connect task and its socket behind per failed checkout, on a current-thread
+/// runtime (this test's) and from the blocking API.
+#[tokio::test]
+async fn failed_connects_to_a_silent_server_leave_no_socket_behind() {
+    let silent = pglock_testkit::SilentServer::start().unwrap();
+    register(
+        "silent",
+        Config::from_url(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            silent.port()
+        ))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let e = within(10, "checkout fails", connection_for("silent"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Pool, "{e}");
+    }
+    let blocking = tokio::task::spawn_blocking(|| {
+        for _ in 0..2 {
+            assert!(pglock_runtime::blocking::connection_for("silent").is_err());
+        }
+    });
+    within(10, "blocking checkouts fail", blocking)
+        .await
+        .unwrap();
+    assert!(silent.accepted() >= 5, "{} accepted", silent.accepted());
+    // Give the client a moment to close what it gave up on.
+    let mut open = silent.still_open();
+    for _ in 0..40 {
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        open = silent.still_open();
+    }
+    assert_eq!(open, 0, "sockets left open by failed connects");
+}

@@ -22,6 +22,7 @@
 //! - [`PgBouncer`]: a pooler in front of a cluster ([`Cluster::start_pgbouncer`]);
 //! - [`PartitionProxy`]: a loopback forwarder that pauses (a silent
 //!   partition), resumes and cuts connections;
+//! - [`SilentServer`]: a loopback listener that accepts and never answers;
 //! - [`TestCerts`]: a CA and certificates made at test time, and a TLS-only
 //!   cluster ([`Cluster::start_tls`]);
 //! - [`observe`]: plain sessions, backends in `pg_stat_activity`, blockers;
@@ -33,6 +34,7 @@ pub mod observe;
 mod pgbouncer;
 mod proxy;
 mod reaper;
+mod silent;
 mod tls;
 mod wait;
 
@@ -42,6 +44,7 @@ use std::sync::OnceLock;
 pub use cluster::Cluster;
 pub use pgbouncer::PgBouncer;
 pub use proxy::PartitionProxy;
+pub use silent::SilentServer;
 pub use tls::{TestCerts, CERT_USER};
 pub use wait::within;
 

@@ -289,10 +289,34 @@ impl managed::Manager for Manager {
         let behind_pooler = self.config.transaction_pooling;
         let alias = self.alias.clone();
         let tls = self.tls.clone();
+        // The whole connect, startup and authentication included, is bounded
+        // where it runs: a server that accepts and never answers must not keep
+        // a task and a socket once the checkout has given up (tokio-postgres's
+        // `connect_timeout` bounds only the TCP connect).
+        let bound = self.config.connect_timeout;
+        let bounded = async move {
+            tokio::time::timeout(
+                bound,
+                connect(pg, tls, &alias, allow_standby, behind_pooler),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Pool,
+                    format!(
+                        "could not connect to the server of alias `{alias}` within {} \
+                             (`Config::connect_timeout`): it accepted the connection but did \
+                             not finish the startup",
+                        humantime::format_duration(bound)
+                    ),
+                )
+                .with_alias(&alias))
+            })
+        };
         let (conn, encrypted) = if self.on_caller {
-            connect(pg, tls, &alias, allow_standby, behind_pooler).await
+            bounded.await
         } else {
-            rt::spawn(async move { connect(pg, tls, &alias, allow_standby, behind_pooler).await })
+            rt::spawn(bounded)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
         }?;
