@@ -295,23 +295,23 @@ impl managed::Manager for Manager {
         // `connect_timeout` bounds only the TCP connect).
         let bound = self.config.connect_timeout;
         let bounded = async move {
-            tokio::time::timeout(
-                bound,
-                connect(pg, tls, &alias, allow_standby, behind_pooler),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Pool,
-                    format!(
-                        "could not connect to the server of alias `{alias}` within {} \
+            // Boxed: a connect is rare, and its future is large (every
+            // checkout's future would carry it).
+            let connecting = Box::pin(connect(pg, tls, &alias, allow_standby, behind_pooler));
+            tokio::time::timeout(bound, connecting)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Pool,
+                        format!(
+                            "could not connect to the server of alias `{alias}` within {} \
                              (`Config::connect_timeout`): it accepted the connection but did \
                              not finish the startup",
-                        humantime::format_duration(bound)
-                    ),
-                )
-                .with_alias(&alias))
-            })
+                            humantime::format_duration(bound)
+                        ),
+                    )
+                    .with_alias(&alias))
+                })
         };
         let (conn, encrypted) = if self.on_caller {
             bounded.await
