@@ -234,7 +234,8 @@ impl Active {
         }
         // The watchdog protects the acquisition too.
         if let Some((p, sink)) = &spec.prioritize {
-            self.watchdog = Some(Watchdog::start(p.clone(), sink.clone(), &self.conn));
+            let pid = self.conn.backend_pid();
+            self.watchdog = Some(Watchdog::start(p.clone(), sink.clone(), pid).await?);
         }
         if let Some(lock) = spec.lock {
             let cancel = self.fresh.then_some(&self.conn);
@@ -361,11 +362,11 @@ impl Active {
         self.heartbeat = None;
         let exec = self.conn.exec();
         let mut first: Option<Error> = None;
-        // The watchdog's failure is reported, but says nothing about the session.
-        let watchdog = match self.watchdog.take() {
-            Some(w) => w.stop().await,
-            None => Ok(()),
-        };
+        // The watchdog's problems are its own (events, `Prioritized::problems`):
+        // they say nothing about the session, nor about the work's result.
+        if let Some(w) = self.watchdog.take() {
+            w.stop().await;
+        }
         let outcome = match (failed, self.panicked) {
             (false, _) => RunOutcome::Succeeded,
             (true, false) => RunOutcome::Failed,
@@ -460,7 +461,7 @@ impl Active {
                 let releasing = Releasing::start(lock.key, self.conn.session());
                 if advisory::unlock_pipelined(&self.conn, lock.key, lock.shared, releasing) {
                     self.turn = None;
-                    return watchdog;
+                    return Ok(());
                 }
             }
             if !lock.xact {
@@ -485,7 +486,7 @@ impl Active {
         }
         self.turn = None;
         match first {
-            None => watchdog,
+            None => Ok(()),
             Some(e) => {
                 self.conn.discard();
                 Err(e)

@@ -233,7 +233,10 @@ pub(crate) const BLOCKING_PAIRS: &str = "SELECT w.pid, b.pid \
      WHERE w.datname = current_database() AND w.pid <> pg_backend_pid() \
      ORDER BY w.pid, b.pid";
 
-/// The backends blocking `$1`: directly, or also transitively when `$2`.
+/// The backends blocking `$1`: directly, or also transitively when `$2`. After
+/// the backend columns: the depth, whether the blocker's role is a superuser,
+/// and whether it is in this database. A row whose `backend_type` is NULL is a
+/// session this role may not see (no `pg_read_all_stats`).
 pub(crate) const BLOCKERS: &str = concat!(
     "WITH RECURSIVE blockers(pid, depth) AS ( \
        SELECT unnest(pg_blocking_pids($1)), 1 \
@@ -243,17 +246,20 @@ pub(crate) const BLOCKERS: &str = concat!(
      ) \
      SELECT ",
     backend_columns!(),
-    ", min(b.depth) FROM blockers b JOIN pg_stat_activity a ON a.pid = b.pid \
+    ", min(b.depth), coalesce(bool_or(r.rolsuper), false), \
+     coalesce(a.datname = current_database(), false) \
+     FROM blockers b JOIN pg_stat_activity a ON a.pid = b.pid \
+     LEFT JOIN pg_roles r ON r.oid = a.usesysid \
      WHERE b.pid <> $1 GROUP BY a.pid, a.application_name, a.usename, a.client_addr, a.state, \
      a.query, a.query_start, a.xact_start, a.backend_start, a.state_change, a.backend_type, \
-     a.wait_event_type, a.wait_event"
+     a.wait_event_type, a.wait_event, a.datname"
 );
 
-/// Signals backends; returns the pids actually signalled (never our own session).
-pub(crate) const TERMINATE: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
-     WHERE pid <> pg_backend_pid() AND pg_terminate_backend(pid)";
-pub(crate) const CANCEL: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
-     WHERE pid <> pg_backend_pid() AND pg_cancel_backend(pid)";
+/// Signals one backend (one statement per backend: a refusal, such as a
+/// superuser's session, fails only its own); `true` when signalled, `false`
+/// when it had already gone.
+pub(crate) const TERMINATE: &str = "SELECT pg_terminate_backend($1)";
+pub(crate) const CANCEL: &str = "SELECT pg_cancel_backend($1)";
 
 /// `LOCK TABLE <quoted names> IN <mode> MODE [NOWAIT]`; `tables` are already
 /// quoted (see [`quote_ident`]), `mode` is one of the eight fixed mode names.

@@ -22,7 +22,12 @@ pub struct Cluster {
     log: PathBuf,
     // Stops the server and removes the directory on drop or process exit.
     reaper: Option<Reaper>,
+    // Whether `APP_ROLE` has been created.
+    app_role: std::sync::OnceLock<()>,
 }
+
+/// An ordinary role (not a superuser) that [`Cluster::app_url`] logs in as.
+pub const APP_ROLE: &str = "pglock_app";
 
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +127,7 @@ impl Cluster {
             as_postgres,
             log,
             reaper: None,
+            app_role: std::sync::OnceLock::new(),
         };
         cluster.reaper = Some(cluster.reaper_for_dir()?);
         Ok(cluster)
@@ -139,6 +145,29 @@ impl Cluster {
     /// A libpq URL for the `postgres` database as the `postgres` superuser.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A libpq URL for the `postgres` database as [`APP_ROLE`], an ordinary
+    /// role (no superuser, no extra grants) that may use every table the
+    /// `postgres` user creates in `public` from then on: a session of the
+    /// application, as opposed to an administrator's. The role is created on
+    /// first use.
+    ///
+    /// # Panics
+    ///
+    /// When the role cannot be created.
+    pub fn app_url(&self) -> String {
+        self.app_role.get_or_init(|| {
+            self.psql(&format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') \
+                 THEN CREATE ROLE {APP_ROLE} LOGIN; END IF; END $$; \
+                 GRANT CREATE ON SCHEMA public TO {APP_ROLE}; \
+                 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public \
+                 GRANT ALL ON TABLES TO {APP_ROLE}"
+            ))
+            .unwrap_or_else(|e| panic!("cannot create {APP_ROLE}: {e}"));
+        });
+        format!("postgres://{APP_ROLE}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// A key=value connection string for the `postgres` database as the

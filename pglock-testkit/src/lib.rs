@@ -41,7 +41,7 @@ mod wait;
 use std::fmt;
 use std::sync::OnceLock;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, APP_ROLE};
 pub use pgbouncer::PgBouncer;
 pub use proxy::PartitionProxy;
 pub use silent::SilentServer;

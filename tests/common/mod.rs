@@ -24,6 +24,13 @@ pub fn url() -> &'static str {
     URL.get_or_init(pglock_testkit::database_url)
 }
 
+/// A URL of the harness's cluster for an ordinary role
+/// ([`pglock_testkit::APP_ROLE`]): the sessions an application has, which a
+/// watchdog running as `postgres` may signal (it spares superusers' sessions).
+pub fn app_url() -> String {
+    pglock_testkit::shared_cluster().app_url()
+}
+
 /// Registers the `"default"` alias once per test binary, on `DATABASE_URL` when it
 /// is set, otherwise on a throw-away cluster.
 pub fn setup() {
@@ -194,11 +201,13 @@ pub fn terminate_holder(key: LockKey) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// A fresh table name with a row, created through the observer.
+/// A fresh table name with a row, created through the observer, usable by
+/// every role (blockers may be ordinary roles).
 pub async fn fresh_table(obs: &Client, prefix: &str) -> String {
     let name = format!("{prefix}_{}", unique_key().unsigned_abs());
     obs.batch_execute(&format!(
-        "CREATE TABLE {name} (x int); INSERT INTO {name} VALUES (1)"
+        "CREATE TABLE {name} (x int); INSERT INTO {name} VALUES (1); \
+         GRANT ALL ON {name} TO PUBLIC"
     ))
     .await
     .expect("create table");

@@ -67,6 +67,8 @@ impl fmt::Debug for Prioritize {
             .field("deny_application_names", &r.deny_application_names)
             .field("allow_users", &r.allow_users)
             .field("deny_users", &r.deny_users)
+            .field("signal_superusers", &r.signal_superusers)
+            .field("any_database", &r.any_database)
             .field("alias", &r.alias)
             .finish()
     }
@@ -85,8 +87,14 @@ impl Default for Prioritize {
 pub struct Prioritized<T> {
     /// What the work returned.
     pub output: T,
-    /// Every action the watchdog took, in order.
+    /// Every action the watchdog took, in order (refused signals included).
     pub actions: Vec<BlockerAction>,
+    /// What kept the watchdog from its work, in order: a role that cannot see
+    /// the blockers ([`ErrorKind::Permission`](crate::ErrorKind::Permission),
+    /// naming the grants), a lost session, a failed look-up. The work ran
+    /// either way, and [`output`](Prioritized::output) is its result; each
+    /// problem was also an error event (`target: "pglock::prioritize"`).
+    pub problems: Vec<Error>,
 }
 
 impl Prioritize {
@@ -107,6 +115,8 @@ impl Prioritize {
                 deny_application_names: Vec::new(),
                 allow_users: Vec::new(),
                 deny_users: Vec::new(),
+                signal_superusers: false,
+                any_database: false,
                 alias: Cow::Borrowed(DEFAULT_ALIAS),
             },
         }
@@ -208,6 +218,33 @@ impl Prioritize {
         self
     }
 
+    /// Signal superusers' sessions too. Off by default: a superuser's session
+    /// (a DBA's console, a maintenance job) is spared with a debug event, and a
+    /// role that is not a superuser could not signal it anyway (the refusal
+    /// would be recorded in [`BlockerAction::refused`]).
+    ///
+    /// ```
+    /// let p = pglock_runtime::Prioritize::new().signal_superusers(true);
+    /// # let _ = p;
+    /// ```
+    pub fn signal_superusers(mut self, on: bool) -> Prioritize {
+        self.rules.signal_superusers = on;
+        self
+    }
+
+    /// Signal blockers connected to other databases too. Off by default: only
+    /// sessions of the protected work's database are signalled (a lock on a
+    /// shared catalog can make a session of another database a blocker).
+    ///
+    /// ```
+    /// let p = pglock_runtime::Prioritize::new().any_database(true);
+    /// # let _ = p;
+    /// ```
+    pub fn any_database(mut self, on: bool) -> Prioritize {
+        self.rules.any_database = on;
+        self
+    }
+
     /// Protect work on a registered alias instead of `"default"`; the watchdog
     /// connects through the same alias.
     pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> Prioritize {
@@ -218,11 +255,18 @@ impl Prioritize {
     /// Runs `fut` on the scope connection of the alias with the watchdog
     /// protecting that connection.
     ///
+    /// The watchdog uses a session of its own, opened before `fut` starts and
+    /// outside the alias's pool (so a one-connection pool does not starve it),
+    /// and never signals a session pglock has open in this process; a plain
+    /// `tokio_postgres` connection of the same process is not recognised as
+    /// its own.
+    ///
     /// # Errors
     ///
-    /// Checkout errors; the watchdog's own failure (reported after `fut` has
-    /// finished); errors restoring the `timeout`'s `lock_timeout`. The future's own
-    /// output is in [`Prioritized::output`].
+    /// Checkout errors; the watchdog's session cannot be opened (before `fut`
+    /// runs); errors restoring the `timeout`'s `lock_timeout`. The future's own
+    /// output is in [`Prioritized::output`], and what went wrong with the
+    /// watchdog while it ran in [`Prioritized::problems`].
     pub async fn run<F: Future>(&self, fut: F) -> Result<Prioritized<F::Output>, Error> {
         let sink = Sink::default();
         let mut spec = Spec::new(self.rules.alias.clone());
@@ -230,9 +274,11 @@ impl Prioritize {
         let output = Box::pin(scope::run(spec, fut, |_| false))
             .await
             .into_result()?;
+        let (actions, problems) = sink.take();
         Ok(Prioritized {
             output,
-            actions: sink.take(),
+            actions,
+            problems,
         })
     }
 }

@@ -284,45 +284,9 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<Arc<Session>, Error> {
-        let pg = self.config.pg.clone();
-        let allow_standby = self.config.allow_standby;
-        let behind_pooler = self.config.transaction_pooling;
-        let alias = self.alias.clone();
-        let tls = self.tls.clone();
-        // The whole connect, startup and authentication included, is bounded
-        // where it runs: a server that accepts and never answers must not keep
-        // a task and a socket once the checkout has given up (tokio-postgres's
-        // `connect_timeout` bounds only the TCP connect).
-        let bound = self.config.connect_timeout;
-        let bounded = async move {
-            // Boxed: a connect is rare, and its future is large (every
-            // checkout's future would carry it).
-            let connecting = Box::pin(connect(pg, tls, &alias, allow_standby, behind_pooler));
-            tokio::time::timeout(bound, connecting)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Pool,
-                        format!(
-                            "could not connect to the server of alias `{alias}` within {} \
-                             (`Config::connect_timeout`): it accepted the connection but did \
-                             not finish the startup",
-                            humantime::format_duration(bound)
-                        ),
-                    )
-                    .with_alias(&alias))
-                })
-        };
-        let (conn, encrypted) = if self.on_caller {
-            bounded.await
-        } else {
-            rt::spawn(bounded)
-                .await
-                .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
-        }?;
-        // On the caller's thread, where its subscriber sees the event.
-        self.tls.opened(encrypted, &self.alias);
-        Ok(Arc::new(conn))
+        open(&self.config, &self.tls, &self.alias, self.on_caller)
+            .await
+            .map(Arc::new)
     }
 
     async fn recycle(&self, conn: &mut Arc<Session>, _: &Metrics) -> RecycleResult<Error> {
@@ -331,6 +295,62 @@ impl managed::Manager for Manager {
         }
         Ok(())
     }
+}
+
+/// Opens a session of `alias`, driven on the caller's runtime (`on_caller`) or
+/// on pglock's. The whole connect, startup and authentication included, is
+/// bounded where it runs: a server that accepts and never answers must not keep
+/// a task and a socket once the caller has given up (tokio-postgres's
+/// `connect_timeout` bounds only the TCP connect).
+async fn open(
+    config: &Config,
+    tls: &Connector,
+    alias: &Arc<str>,
+    on_caller: bool,
+) -> Result<Session, Error> {
+    let pg = config.pg.clone();
+    let allow_standby = config.allow_standby;
+    let behind_pooler = config.transaction_pooling;
+    let name = alias.clone();
+    let connector = tls.clone();
+    let bound = config.connect_timeout;
+    let bounded = async move {
+        // Boxed: a connect is rare, and its future is large (every checkout's
+        // future would carry it).
+        let connecting = Box::pin(connect(pg, connector, &name, allow_standby, behind_pooler));
+        tokio::time::timeout(bound, connecting)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Pool,
+                    format!(
+                        "could not connect to the server of alias `{name}` within {} \
+                         (`Config::connect_timeout`): it accepted the connection but did not \
+                         finish the startup",
+                        humantime::format_duration(bound)
+                    ),
+                )
+                .with_alias(&name))
+            })
+    };
+    let (session, encrypted) = if on_caller {
+        bounded.await
+    } else {
+        rt::spawn(bounded)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Pool, format!("connect task failed: {e}")))?
+    }?;
+    // On the caller's thread, where its subscriber sees the event.
+    tls.opened(encrypted, alias);
+    Ok(session)
+}
+
+/// A session of `alias` of its own, outside the alias's pools (so that it never
+/// waits for a pooled connection, nor takes one), driven by pglock's runtime;
+/// closed when dropped. For the prioritize watchdog.
+pub(crate) async fn dedicated_session(alias: &str) -> Result<Session, Error> {
+    let a = self::alias(alias)?;
+    open(&a.config, &a.tls, &a.name, false).await
 }
 
 /// Opens a connection, spawns its driver on the current runtime, and reads
