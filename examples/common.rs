@@ -1,5 +1,15 @@
 //! Shared start-up of the examples: `DATABASE_URL`, or a throw-away cluster.
 
+/// A URL for the sessions of an ordinary application role: on the throw-away
+/// cluster, its non-superuser role; with `DATABASE_URL`, that URL.
+#[allow(dead_code)] // not every example has other applications' sessions
+pub(crate) fn application_url(url: &str) -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(set) if !set.is_empty() => url.to_owned(),
+        _ => pglock_testkit::shared_cluster().app_url(),
+    }
+}
+
 /// Registers the `"default"` alias and returns the URL in use.
 pub(crate) fn connect() -> Result<String, pglock_runtime::Error> {
     let url = match std::env::var("DATABASE_URL") {

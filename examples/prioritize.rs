@@ -27,10 +27,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The watchdog reports every action as a tracing event.
     tracing_subscriber::fmt().with_target(true).init();
 
-    let mut config: tokio_postgres::Config = url.parse()?;
+    // The report is another application's session, of an ordinary role: the
+    // watchdog spares superusers' sessions (a DBA's console) unless told.
+    let mut config: tokio_postgres::Config = common::application_url(&url).parse()?;
     config.application_name("nightly-report");
     let (report, conn) = config.connect(NoTls).await?;
     tokio::spawn(conn);
+    let superuser: bool = report
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    if superuser {
+        println!(
+            "DATABASE_URL logs in as a superuser, whose sessions the watchdog spares \
+             (Prioritize::signal_superusers): run this example without DATABASE_URL, or \
+             with an ordinary role"
+        );
+        return Ok(());
+    }
     report
         .batch_execute("CREATE TABLE IF NOT EXISTS orders (id int); ALTER TABLE orders DROP COLUMN IF EXISTS shipped")
         .await?;

@@ -556,7 +556,7 @@ async fn prioritize_attribute_terminates_blockers() {
     setup_owned();
     let obs = observer().await;
     let t = fresh_table(&obs, "attr_prio").await;
-    let (_reader, reader_pid) = table_reader(url(), "attr-reader", &t).await;
+    let (_reader, reader_pid) = table_reader(&app_url(), "attr-reader", &t).await;
     within(20, "alter gets through", prioritized_alter(t))
         .await
         .unwrap();
@@ -564,7 +564,7 @@ async fn prioritize_attribute_terminates_blockers() {
 
     // An advisory-lock blocker of the acquisition itself.
     let key = unique_key();
-    let (_holder, holder_pid) = advisory_holder(url(), "attr-holder", key).await;
+    let (_holder, holder_pid) = advisory_holder(&app_url(), "attr-holder", key).await;
     within(20, "lock gets through", prioritized_lock(key))
         .await
         .unwrap();

@@ -59,6 +59,14 @@ where
     handle().spawn(fut)
 }
 
+/// `tokio::time::timeout`, also where the caller's runtime cannot run timers
+/// (none is current, or [`block_on`] is blocking its thread): the timer then
+/// runs on pglock's runtime.
+pub(crate) fn timeout<F: Future>(d: std::time::Duration, fut: F) -> tokio::time::Timeout<F> {
+    let _context = (!caller_runtime_usable()).then(|| handle().enter());
+    tokio::time::timeout(d, fut)
+}
+
 /// Runs `fut` to completion from synchronous code, on this thread: outside any
 /// runtime, or on a thread of a caller's runtime (multi-thread or current-thread).
 ///

@@ -12,9 +12,9 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind};
 use crate::pool::registry::{self, Alias, Pooled};
-use crate::sql;
 use crate::wire::exec::{first_row, Exec};
 use crate::wire::session::Session;
+use crate::{rt, sql};
 
 /// A pooled connection: the scope connection inside a pglock scope, a fresh
 /// checkout outside one. Derefs to [`tokio_postgres::Client`].
@@ -147,7 +147,7 @@ impl Connection {
         fut: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let deadline = self.answer_deadline();
-        match tokio::time::timeout(deadline, fut).await {
+        match rt::timeout(deadline, fut).await {
             Ok(r) => r,
             Err(_) => {
                 self.discard();
