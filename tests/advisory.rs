@@ -819,3 +819,35 @@ async fn awaited_release() {
         assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
     }
 }
+
+/// Issue 15.13: a bounded wait honours its bound as a whole, also when the pool
+/// is full: behind a holder of the same key in this process (the holder
+/// look-up must not wait for a connection), and for another key (the wait for
+/// a connection counts against the bound).
+#[tokio::test]
+async fn a_bounded_wait_with_a_full_pool_honours_its_bound() {
+    setup();
+    let alias = one_connection_alias("full-pool-bound");
+    let key = unique_key();
+    let holder = advisory(key).using(alias).acquire().await.unwrap();
+    for other in [key, unique_key()] {
+        let started = Instant::now();
+        let e = within(
+            20,
+            "bounded acquisition",
+            advisory(other)
+                .timeout(Duration::from_secs(1))
+                .using(alias)
+                .run(async {}),
+        )
+        .await
+        .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(e.kind(), ErrorKind::LockTimeout, "{e}");
+        assert!(
+            took < Duration::from_millis(1800),
+            "timeout(1s) took {took:?}: {e}"
+        );
+    }
+    holder.release().await.unwrap();
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
 use crate::lock::advisory;
 use crate::lock::heartbeat::Heartbeat;
@@ -162,7 +162,37 @@ impl Active {
             turn = t;
             spec_wait = Some(wait);
         }
-        let (conn, fresh) = scope_or_checkout(&spec.alias).await?;
+        // A bounded wait bounds the wait for a pooled connection too, and what
+        // that takes is not left for the server.
+        let (conn, fresh) = match spec_wait {
+            Some(Wait::Bounded(left)) => {
+                let started = std::time::Instant::now();
+                let conn = rt::timeout(left, scope_or_checkout(&spec.alias))
+                    .await
+                    .map_err(|_| {
+                        spec.label(
+                            Error::new(
+                                ErrorKind::LockTimeout,
+                                format!(
+                                    "no connection of the alias became free within the lock's \
+                                     timeout ({}): all are in use; raise `Config::max_size`",
+                                    humantime::format_duration(left)
+                                ),
+                            )
+                            .with_waited(left)
+                            .with_alias(&spec.alias),
+                        )
+                    })??;
+                let left = left.saturating_sub(started.elapsed());
+                spec_wait = Some(if left < Duration::from_millis(1) {
+                    Wait::Immediate
+                } else {
+                    Wait::Bounded(left)
+                });
+                conn
+            }
+            _ => scope_or_checkout(&spec.alias).await?,
+        };
         let mut active = Active {
             conn,
             fresh,

@@ -2,6 +2,7 @@
 //! the in-process turn and holder look-ups around a failed acquisition.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio_postgres::types::Type;
 
@@ -13,8 +14,13 @@ use crate::lock::slot::{Claim, Claimed};
 use crate::lock::txn::{in_transaction, in_transaction_waiting, CancelOnDrop, Txn, Wait};
 use crate::pool::connection::Connection;
 use crate::pool::frames;
+use crate::rt;
 use crate::sql::{self, ClaimForm};
 use crate::wire::exec::{Exec, KeyParams, Param};
+
+/// How long a failed acquisition may spend looking up the holders on a
+/// connection of its own, beyond its bound.
+const HOLDER_LOOKUP: Duration = Duration::from_millis(250);
 
 /// For an exclusive, waiting acquisition on a fresh connection: waits for this
 /// task's turn in the in-process queue of the key (see `lock/queue.rs`), counting that
@@ -42,12 +48,18 @@ pub(crate) async fn take_turn(
         }
         None => {
             let d = limit.unwrap_or_default();
-            // Nothing is checked out yet: look through a fresh checkout (none if
-            // that fails too).
-            let holders = match Connection::checkout(alias).await {
-                Ok(conn) => advisory_holders(conn.exec(), key).await.unwrap_or_default(),
-                Err(_) => Vec::new(),
+            // Nothing is checked out yet: look through a fresh checkout, briefly
+            // (the pool may be full — of this very key's holders —, and the call
+            // must not overrun its bound by a checkout wait); none if that fails.
+            let look = async {
+                let conn = Connection::checkout(alias).await?;
+                advisory_holders(conn.exec(), key).await
             };
+            let holders = rt::timeout(HOLDER_LOOKUP, look)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             Err(Error::new(
                 ErrorKind::LockTimeout,
                 "gave up waiting behind other tasks of this process for the same lock",
