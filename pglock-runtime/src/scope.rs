@@ -9,6 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
@@ -570,6 +571,168 @@ pub(crate) async fn run<R, F>(spec: Spec, body: F, is_failure: impl Fn(&R) -> bo
 where
     F: Future<Output = R>,
 {
+    let span = spec.span();
+    let outcome = run_in_span(spec, body, is_failure)
+        .instrument(span.clone())
+        .await;
+    record_outcome(&span, &outcome);
+    outcome
+}
+
+impl Spec {
+    /// The span a scope runs in (the body too, so that its own spans and
+    /// events are its children); see [`span`].
+    pub(crate) fn span(&self) -> tracing::Span {
+        let span = span("scope", &self.alias, self.lock, self.name.as_ref());
+        if span.is_disabled() {
+            return span;
+        }
+        if let Some(t) = self.effective_lock_timeout() {
+            let t = t.map_or_else(
+                || "none".to_owned(),
+                |d| humantime::format_duration(d).to_string(),
+            );
+            span.record("pglock.lock_timeout", t);
+        }
+        span.record("pglock.prioritize", self.prioritize.is_some());
+        span.record("pglock.scheduled", self.slot.is_some());
+        span
+    }
+}
+
+/// The span of a pglock call (`call`: `"scope"` for annotated calls and
+/// `run`, `"acquire"` for guards): `pglock`, info level, target `pglock`, with
+/// OpenTelemetry's database attributes where they fit (`db.system`,
+/// `db.system.name`, `db.operation.name`, `otel.name`, `otel.status_code`,
+/// `error.type`) and pglock's own (`pglock.alias`, `pglock.key`,
+/// `pglock.lock_name`, `pglock.mode`, `pglock.wait`, `pglock.lock_timeout`,
+/// `pglock.prioritize`, `pglock.scheduled`, `pglock.outcome`, recorded when
+/// it ends).
+pub(crate) fn span(
+    call: &'static str,
+    alias: &str,
+    lock: Option<LockSpec>,
+    name: Option<&Name>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "pglock",
+        "pglock",
+        otel.name = tracing::field::Empty,
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        db.system = "postgresql",
+        db.system.name = "postgresql",
+        db.operation.name = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        pglock.call = call,
+        pglock.alias = %alias,
+        pglock.key = tracing::field::Empty,
+        pglock.lock_name = tracing::field::Empty,
+        pglock.mode = tracing::field::Empty,
+        pglock.wait = tracing::field::Empty,
+        pglock.lock_timeout = tracing::field::Empty,
+        pglock.prioritize = tracing::field::Empty,
+        pglock.scheduled = tracing::field::Empty,
+        pglock.outcome = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let Some(lock) = lock else {
+        span.record("otel.name", "pglock scope");
+        return span;
+    };
+    let operation = lock.operation();
+    span.record("db.operation.name", operation);
+    span.record("pglock.key", tracing::field::display(lock.key));
+    span.record(
+        "pglock.mode",
+        match (lock.shared, lock.xact) {
+            (false, false) => "exclusive",
+            (true, false) => "shared",
+            (false, true) => "exclusive, transaction",
+            (true, true) => "shared, transaction",
+        },
+    );
+    span.record("pglock.wait", tracing::field::display(lock.wait));
+    match name {
+        Some(n) => {
+            span.record("otel.name", format!("{operation} {}", n.name));
+            span.record("pglock.lock_name", &*n.name);
+        }
+        None => {
+            span.record("otel.name", format!("{operation} {}", lock.key));
+        }
+    }
+    span
+}
+
+impl LockSpec {
+    /// The server function that takes the lock (OpenTelemetry's
+    /// `db.operation.name`).
+    fn operation(&self) -> &'static str {
+        match (self.wait == Wait::Immediate, self.xact, self.shared) {
+            (false, false, false) => "pg_advisory_lock",
+            (false, false, true) => "pg_advisory_lock_shared",
+            (false, true, false) => "pg_advisory_xact_lock",
+            (false, true, true) => "pg_advisory_xact_lock_shared",
+            (true, false, false) => "pg_try_advisory_lock",
+            (true, false, true) => "pg_try_advisory_lock_shared",
+            (true, true, false) => "pg_try_advisory_xact_lock",
+            (true, true, true) => "pg_try_advisory_xact_lock_shared",
+        }
+    }
+}
+
+/// `pglock.outcome` (and, for a failure, `error.type` and OpenTelemetry's
+/// error status) of a finished scope.
+fn record_outcome<R>(span: &tracing::Span, outcome: &Outcome<R>) {
+    match outcome {
+        Outcome::Ran(_) => record(span, "ran", None),
+        Outcome::RanUndoFailed(_, e) => record(span, "ran, undo failed", Some(e)),
+        Outcome::NotRun(e) => record(span, not_run(e), Some(e)),
+        Outcome::Lost(e) => record(span, "lost", Some(e)),
+    }
+}
+
+/// The outcome of a scope whose body did not run.
+fn not_run(e: &Error) -> &'static str {
+    if e.is_busy() {
+        "busy"
+    } else if e.is_already_ran() {
+        "already ran"
+    } else if e.is_timeout() {
+        "timed out"
+    } else {
+        "not run"
+    }
+}
+
+/// `pglock.outcome` of an imperative acquisition.
+pub(crate) fn record_acquired<T>(span: &tracing::Span, r: &Result<T, Error>) {
+    match r {
+        Ok(_) => record(span, "acquired", None),
+        Err(e) => record(span, not_run(e), Some(e)),
+    }
+}
+
+/// Records an outcome; a busy lock and a slot that already ran are expected,
+/// not errors.
+fn record(span: &tracing::Span, what: &'static str, error: Option<&Error>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("pglock.outcome", what);
+    if let Some(e) = error.filter(|e| !e.is_busy() && !e.is_already_ran()) {
+        span.record("error.type", tracing::field::debug(e.kind()));
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+async fn run_in_span<R, F>(spec: Spec, body: F, is_failure: impl Fn(&R) -> bool) -> Outcome<R>
+where
+    F: Future<Output = R>,
+{
     // The sub-futures are boxed: nested scopes would otherwise embed each other's
     // state inline, and debug builds give every copy of it its own stack slot
     // (three nested scopes overflowed a 2 MiB test thread).
@@ -624,12 +787,21 @@ pub(crate) struct SyncActive {
     active: Option<Active>,
     frame: Option<frames::SyncFrameGuard>,
     alias: Cow<'static, str>,
+    /// The scope's span, entered on this thread while the body runs.
+    span: tracing::span::EnteredSpan,
 }
 
 impl SyncActive {
     pub(crate) fn enter(spec: Spec) -> Result<SyncActive, Error> {
         let alias = spec.alias.clone();
-        let active = rt::block_on(Active::start(&spec))?;
+        let span = spec.span().entered();
+        let active = match rt::block_on(Active::start(&spec)) {
+            Ok(a) => a,
+            Err(e) => {
+                record(&span, not_run(&e), Some(&e));
+                return Err(e);
+            }
+        };
         let frame = active
             .is_fresh()
             .then(|| frames::enter_sync(active.connection().clone()));
@@ -637,13 +809,19 @@ impl SyncActive {
             active: Some(active),
             frame,
             alias,
+            span,
         })
     }
 
     pub(crate) fn exit(mut self, failed: bool) -> Result<(), Error> {
         self.frame.take();
         let mut active = self.active.take().expect("present until exit");
-        rt::block_on(active.undo(failed)).map_err(|e| e.with_alias(&self.alias))
+        let r = rt::block_on(active.undo(failed)).map_err(|e| e.with_alias(&self.alias));
+        match &r {
+            Ok(()) => record(&self.span, "ran", None),
+            Err(e) => record(&self.span, "ran, undo failed", Some(e)),
+        }
+        r
     }
 }
 
@@ -653,6 +831,7 @@ impl Drop for SyncActive {
         // (roll back), blocking, so the lock is gone when the function has returned.
         self.frame.take();
         if let Some(mut active) = self.active.take() {
+            self.span.record("pglock.outcome", "left early");
             active.panicked = std::thread::panicking();
             let r = rt::block_on(active.undo(true));
             if let Err(e) = r {

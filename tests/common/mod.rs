@@ -329,3 +329,103 @@ impl std::io::Write for CapturedEvents {
         Ok(())
     }
 }
+
+/// Records every span (its name, fields and parent) while the guard lives, on
+/// this thread, for tests of pglock's spans.
+pub fn capture_spans() -> (tracing::subscriber::DefaultGuard, CapturedSpans) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = CapturedSpans::default();
+    let subscriber = tracing_subscriber::registry().with(captured.clone());
+    (tracing::subscriber::set_default(subscriber), captured)
+}
+
+/// One span [`capture_spans`] saw.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    /// Its id, unique while the capture lasts.
+    pub id: u64,
+    /// Its name.
+    pub name: &'static str,
+    /// Its fields as formatted text, with values recorded later.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The id of its parent span, if it has one.
+    pub parent: Option<u64>,
+}
+
+impl SpanRecord {
+    /// The value of `field`, if it was recorded.
+    pub fn field(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).map(String::as_str)
+    }
+}
+
+/// What [`capture_spans`] captured.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedSpans(std::sync::Arc<std::sync::Mutex<Vec<SpanRecord>>>);
+
+impl CapturedSpans {
+    /// Every span so far, in creation order.
+    pub fn spans(&self) -> Vec<SpanRecord> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The spans named `name`.
+    pub fn named(&self, name: &str) -> Vec<SpanRecord> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
+    }
+}
+
+struct FieldText<'a>(&'a mut std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for FieldText<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for CapturedSpans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = std::collections::BTreeMap::new();
+        attrs.record(&mut FieldText(&mut fields));
+        let parent = ctx
+            .span(id)
+            .and_then(|s| s.parent())
+            .map(|p| p.id().into_u64());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(SpanRecord {
+                id: id.into_u64(),
+                name: attrs.metadata().name(),
+                fields,
+                parent,
+            });
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut spans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = spans.iter_mut().rev().find(|s| s.id == id.into_u64()) {
+            values.record(&mut FieldText(&mut s.fields));
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio_postgres::{Client, Transaction};
+use tracing::Instrument;
 
 use crate::error::Error;
 #[cfg(doc)]
@@ -229,6 +230,15 @@ impl AdvisoryLock {
     }
 
     /// The scope `run()` and `run_blocking()` enter. A slot cannot be shared.
+    fn lock_spec(&self) -> LockSpec {
+        LockSpec {
+            key: self.key,
+            shared: self.shared,
+            xact: self.xact,
+            wait: self.wait,
+        }
+    }
+
     pub(crate) fn spec(&self) -> Result<Spec, Error> {
         if self.slot.is_some() && self.shared {
             return Err(self.usage(
@@ -238,12 +248,7 @@ impl AdvisoryLock {
         }
         Ok(Spec {
             alias: self.alias.clone(),
-            lock: Some(LockSpec {
-                key: self.key,
-                shared: self.shared,
-                xact: self.xact,
-                wait: self.wait,
-            }),
+            lock: Some(self.lock_spec()),
             lock_timeout: None,
             prioritize: None,
             cancel_on_lost: self.cancel_on_lost,
@@ -324,6 +329,18 @@ impl AdvisoryLock {
     /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
     /// errors.
     pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
+        let span = scope::span(
+            "acquire",
+            &self.alias,
+            Some(self.lock_spec()),
+            self.name.as_ref(),
+        );
+        let r = self.acquire_owned().instrument(span.clone()).await;
+        scope::record_acquired(&span, &r);
+        r
+    }
+
+    async fn acquire_owned(&self) -> Result<AdvisoryGuard<'static>, Error> {
         self.check_no_slot()?;
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
@@ -428,6 +445,25 @@ impl AdvisoryLock {
     }
 
     async fn acquire_borrowed<'c>(
+        &self,
+        client: &'c Client,
+        txn: Txn,
+    ) -> Result<AdvisoryGuard<'c>, Error> {
+        let span = scope::span(
+            "acquire",
+            &self.alias,
+            Some(self.lock_spec()),
+            self.name.as_ref(),
+        );
+        let r = self
+            .acquire_borrowed_in_span(client, txn)
+            .instrument(span.clone())
+            .await;
+        scope::record_acquired(&span, &r);
+        r
+    }
+
+    async fn acquire_borrowed_in_span<'c>(
         &self,
         client: &'c Client,
         txn: Txn,

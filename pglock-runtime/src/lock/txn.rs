@@ -31,6 +31,17 @@ pub(crate) enum Wait {
     Bounded(Duration),
 }
 
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Inherit => f.write_str("the session's lock_timeout"),
+            Wait::Forever => f.write_str("forever"),
+            Wait::Immediate => f.write_str("no wait"),
+            Wait::Bounded(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
+}
+
 impl Wait {
     pub(crate) fn from_timeout(t: Option<Duration>) -> Wait {
         match t {
