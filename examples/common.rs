@@ -27,3 +27,14 @@ pub(crate) fn connect() -> Result<String, pglock_runtime::Error> {
     pglock_runtime::register("default", pglock_runtime::Config::from_url(&url)?)?;
     Ok(url)
 }
+
+/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+#[allow(dead_code)] // only the long-running examples wait for it
+pub(crate) async fn termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

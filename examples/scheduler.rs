@@ -52,9 +52,9 @@ async fn send_reminders(worker: u64) -> bool {
 /// different worker first each second, as skew and pauses move around).
 async fn worker(worker: u64) -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL")?;
-    let mut pg: tokio_postgres::Config = url.parse()?;
-    pg.application_name(format!("scheduler-worker-{worker}"));
-    pglock_runtime::register("default", pglock_runtime::Config::new(pg))?;
+    let config = pglock_runtime::Config::from_url(&url)?
+        .application_name(&format!("scheduler-worker-{worker}"));
+    pglock_runtime::register("default", config)?;
     let sched = JobScheduler::new().await?;
     sched
         .add(Job::new_async("* * * * * *", move |_, _| {
@@ -69,9 +69,15 @@ async fn worker(worker: u64) -> Result<(), Box<dyn std::error::Error>> {
         })?)
         .await?;
     sched.start().await?;
-    tokio::time::sleep(RUN_FOR).await;
+    // Ctrl-C or SIGTERM (a deploy) ends the worker early, like the end of its run.
+    tokio::select! {
+        () = tokio::time::sleep(RUN_FOR) => {}
+        () = common::termination() => println!("worker {worker}: stopping on a signal"),
+    }
     let mut sched = sched;
     sched.shutdown().await?;
+    // A job still running gets 5 s; then its lock goes with its session.
+    pglock_runtime::shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
 

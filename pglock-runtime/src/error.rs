@@ -71,6 +71,9 @@ pub enum ErrorKind {
     /// on the database); the message names the grant, or prints the SQL an
     /// administrator can run instead.
     Permission,
+    /// [`shutdown`](crate::shutdown) was called: no new lock is taken, and a
+    /// wait that was in progress was cancelled.
+    ShuttingDown,
     /// Any other error reported by the server.
     Database,
 }
@@ -92,6 +95,7 @@ impl ErrorKind {
             ErrorKind::Usage => "invalid use",
             ErrorKind::AlreadyRan => "this slot already ran",
             ErrorKind::Permission => "permission denied",
+            ErrorKind::ShuttingDown => "pglock is shutting down",
             ErrorKind::Database => "database error",
         }
     }
@@ -493,6 +497,7 @@ mod tests {
             Usage,
             AlreadyRan,
             Permission,
+            ShuttingDown,
             Database,
         ];
         // Exhaustive: a new kind does not compile until it is in `all`.
@@ -500,7 +505,7 @@ mod tests {
             match k {
                 Busy | LockTimeout | Deadlock | Cancelled | ConnectionLost | LostBeforeRelease
                 | LockLost | Configuration | Standby | Pool | Pooler | Usage | AlreadyRan
-                | Permission | Database => {}
+                | Permission | ShuttingDown | Database => {}
             }
         }
         let readme = include_str!("../../README.md");

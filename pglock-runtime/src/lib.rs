@@ -36,6 +36,7 @@ pub use api::advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
 pub use api::on_fail::{Raise, Skipped};
 pub use api::prioritize::{Prioritize, Prioritized};
 pub use api::schema::schema_sql;
+pub use api::shutdown::{shutdown, shutdown_blocking, Shutdown};
 pub use api::table::{table_lock, Table, TableGuard, TableLock, TableLockMode};
 pub use api::timeout::{lock_timeout, LockTimeout};
 pub use error::{Error, ErrorKind};

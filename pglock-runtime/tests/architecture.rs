@@ -56,6 +56,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("api::prioritize", 5),
     ("api::private", 5),
     ("api::schema", 5),
+    ("api::shutdown", 5),
     ("api::table", 5),
     ("api::timeout", 5),
     ("inspect", 5),

@@ -9,5 +9,6 @@ pub(crate) mod prioritize;
 #[doc(hidden)]
 pub mod private;
 pub(crate) mod schema;
+pub(crate) mod shutdown;
 pub(crate) mod table;
 pub(crate) mod timeout;

@@ -13,7 +13,7 @@ use crate::lock::queue::{self, Releasing, Turn};
 use crate::lock::slot::{Claim, Claimed};
 use crate::lock::txn::{in_transaction, in_transaction_waiting, CancelOnDrop, Txn, Wait};
 use crate::pool::connection::Connection;
-use crate::pool::frames;
+use crate::pool::{frames, registry};
 use crate::rt;
 use crate::sql::{self, ClaimForm};
 use crate::wire::exec::{Exec, KeyParams, Param};
@@ -238,12 +238,24 @@ pub(crate) async fn lock(
             .await
         }
     };
+    // A wait that `shutdown` cancelled says so.
+    let result = result.map_err(|e| match e.kind() {
+        ErrorKind::Cancelled if registry::is_shutting_down() => Error::new(
+            ErrorKind::ShuttingDown,
+            "the lock wait was cancelled by `pglock_runtime::shutdown`",
+        )
+        .with_source_of(e),
+        _ => e,
+    });
     match result {
         Err(e)
             if !xact
                 && matches!(
                     e.kind(),
-                    ErrorKind::LockTimeout | ErrorKind::Cancelled | ErrorKind::Deadlock
+                    ErrorKind::LockTimeout
+                        | ErrorKind::Cancelled
+                        | ErrorKind::Deadlock
+                        | ErrorKind::ShuttingDown
                 ) =>
         {
             // The grant may have won the race against the timeout or the cancel

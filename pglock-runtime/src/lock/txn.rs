@@ -2,6 +2,9 @@
 //! wait, the transaction situation of the connection, running a lock statement
 //! inside a transaction block, and cancelling a wait whose future is dropped.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -14,7 +17,7 @@ use crate::pool::connection::Connection;
 use crate::sql;
 use crate::wire::exec::Exec;
 use crate::wire::send_now::send_now;
-use crate::wire::tls::Connector;
+use crate::wire::session::Canceller;
 
 /// How long an acquisition may wait for the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +156,31 @@ pub(crate) struct CancelOnDrop<'a> {
     client: &'a Client,
     conn: Option<&'a Connection>,
     unlock_if_held: Option<(LockKey, bool)>,
+    /// Its entry among the waits in progress ([`cancel_all_waits`]).
+    id: u64,
+}
+
+/// The server-side waits in progress in this process, by id: what cancels
+/// each.
+static WAITS: Mutex<Option<HashMap<u64, Canceller>>> = Mutex::new(None);
+static WAIT_IDS: AtomicU64 = AtomicU64::new(0);
+
+fn waits() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Canceller>>> {
+    WAITS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Cancels every lock wait in progress on the server (for shutdown): each
+/// fails with `Cancelled` and its guard cleans up as usual. Returns how many.
+pub(crate) fn cancel_all_waits() -> usize {
+    let all: Vec<Canceller> = waits()
+        .as_ref()
+        .map(|w| w.values().cloned().collect())
+        .unwrap_or_default();
+    let n = all.len();
+    for c in all {
+        c.cancel();
+    }
+    n
 }
 
 impl<'a> CancelOnDrop<'a> {
@@ -164,11 +192,20 @@ impl<'a> CancelOnDrop<'a> {
         conn: Option<&'a Connection>,
         unlock_if_held: Option<(LockKey, bool)>,
     ) -> Self {
+        let id = WAIT_IDS.fetch_add(1, Ordering::Relaxed);
+        let canceller = match conn {
+            Some(c) => c.session().canceller(),
+            None => Canceller::of_client(client),
+        };
+        waits()
+            .get_or_insert_with(Default::default)
+            .insert(id, canceller);
         CancelOnDrop {
             armed: true,
             client,
             conn,
             unlock_if_held,
+            id,
         }
     }
 
@@ -179,6 +216,7 @@ impl<'a> CancelOnDrop<'a> {
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
+        let canceller = waits().as_mut().and_then(|w| w.remove(&self.id));
         if !self.armed {
             return;
         }
@@ -188,7 +226,9 @@ impl Drop for CancelOnDrop<'_> {
             // lands; closing the session is the one way to be sure nothing survives.
             (Some(conn), _) => {
                 conn.discard();
-                conn.session().cancel_running();
+                if let Some(c) = canceller {
+                    c.cancel();
+                }
                 return;
             }
             // A caller's client stays open: queue an unlock-if-held behind the wait,
@@ -204,6 +244,8 @@ impl Drop for CancelOnDrop<'_> {
             (None, None) => {}
         }
         // A caller's own client: its TLS settings are not pglock's to know.
-        Connector::lenient().cancel(self.client.cancel_token());
+        if let Some(c) = canceller {
+            c.cancel();
+        }
     }
 }

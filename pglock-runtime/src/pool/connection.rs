@@ -51,6 +51,7 @@ impl Connection {
     /// Checks out a connection of `alias` (never a scope connection: see
     /// `frames::scope_or_checkout` for that).
     pub(crate) async fn checkout(alias: &str) -> Result<Connection, Error> {
+        registry::refuse_if_shutting_down(alias)?;
         let alias = registry::alias(alias)?;
         let obj = alias.get().await?;
         Ok(Connection::new(alias, obj))

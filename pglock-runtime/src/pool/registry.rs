@@ -349,6 +349,7 @@ async fn open(
 /// waits for a pooled connection, nor takes one), driven by pglock's runtime;
 /// closed when dropped. For the prioritize watchdog.
 pub(crate) async fn dedicated_session(alias: &str) -> Result<Session, Error> {
+    refuse_if_shutting_down(alias)?;
     let a = self::alias(alias)?;
     open(&a.config, &a.tls, &a.name, false).await
 }
@@ -427,6 +428,63 @@ fn connect_error(e: tokio_postgres::Error, alias: &str) -> Error {
         &format!("cannot connect to the server of alias `{alias}`"),
     )
     .with_alias(alias)
+}
+
+/// Set once by `shutdown`: no new checkout from then on.
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuses new checkouts from now on; `false` if that had already begun.
+pub(crate) fn begin_shutdown() -> bool {
+    !SHUTTING_DOWN.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Whether `shutdown` has begun.
+pub(crate) fn is_shutting_down() -> bool {
+    SHUTTING_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// `Err(ShuttingDown)` once `shutdown` has begun.
+pub(crate) fn refuse_if_shutting_down(alias: &str) -> Result<(), Error> {
+    if is_shutting_down() {
+        return Err(Error::new(
+            ErrorKind::ShuttingDown,
+            "`pglock_runtime::shutdown` was called: no new locks or connections",
+        )
+        .with_alias(alias));
+    }
+    Ok(())
+}
+
+/// Connections checked out now, over every alias (bodies running, guards
+/// held, releases and return checks on the wire).
+pub(crate) fn in_use() -> usize {
+    every_alias()
+        .iter()
+        .map(|a| {
+            let s = a.status();
+            s.open - s.idle
+        })
+        .sum()
+}
+
+/// Closes every alias's pools: idle connections close now, checked-out ones
+/// when they come back.
+pub(crate) fn close_pools() {
+    for a in every_alias() {
+        a.pool.close();
+        for pool in a.local.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            pool.close();
+        }
+    }
+}
+
+fn every_alias() -> Vec<Arc<Alias>> {
+    registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect()
 }
 
 /// How many connections an alias has open, and how many of them are idle in its

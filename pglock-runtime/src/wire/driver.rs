@@ -66,6 +66,11 @@ impl Checks {
         ArcWake::wake_by_ref(&self.wake);
     }
 
+    /// Whether the driver is gone, and with it the socket.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Drops every pending check (they hold the connection: left in place, they
     /// would keep it, and themselves, alive for ever).
     fn close(&self) -> usize {

@@ -14,6 +14,8 @@ use crate::wire::tls::Connector;
 
 /// An open connection and what pglock knows about its server session.
 pub(crate) struct Session {
+    /// Its number among the sessions this process opened.
+    serial: u64,
     pub(crate) client: Client,
     /// The backend's process id.
     pub(crate) pid: i32,
@@ -34,18 +36,49 @@ pub(crate) struct Session {
 /// Backend pids of every connection this process has open through pglock (the
 /// prioritize watchdog never signals them).
 pub(crate) fn own_pids() -> HashSet<i32> {
-    OWN_PIDS
-        .lock()
+    open_sessions().values().map(|o| o.pid).collect()
+}
+
+/// Closes every session this process has open through pglock, whoever uses
+/// it: the server ends each, releasing every lock it held. Returns how many
+/// were open.
+pub(crate) fn close_all() -> usize {
+    let open = open_sessions();
+    for o in open.values() {
+        o.driver.abort();
+    }
+    open.len()
+}
+
+/// Whether every session [`close_all`] closed has its socket closed (its
+/// driver task gone).
+pub(crate) fn all_closed() -> bool {
+    open_sessions().values().all(|o| o.checks.is_closed())
+}
+
+/// A session open now, as [`close_all`] sees it.
+#[derive(Clone)]
+struct Open {
+    pid: i32,
+    driver: tokio::task::AbortHandle,
+    checks: Arc<Checks>,
+}
+
+/// The sessions open now, by serial number (pids of different servers can be
+/// equal).
+fn open_sessions() -> HashMap<u64, Open> {
+    OPEN.lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default()
 }
 
-static OWN_PIDS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+static OPEN: Mutex<Option<HashMap<u64, Open>>> = Mutex::new(None);
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Session {
-    /// Records a session just opened (its pid joins [`own_pids`] until it is
-    /// dropped). `driver` is the task driving its socket, aborted on drop.
+    /// Records a session just opened (its pid joins [`own_pids`], and
+    /// [`close_all`] can close it, until it is dropped). `driver` is the task driving its socket, aborted on drop.
     pub(crate) fn new(
         client: Client,
         pid: i32,
@@ -55,12 +88,20 @@ impl Session {
         driver: tokio::task::JoinHandle<()>,
         tls: Connector,
     ) -> Session {
-        OWN_PIDS
-            .lock()
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        OPEN.lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert_with(Default::default)
-            .insert(pid);
+            .insert(
+                serial,
+                Open {
+                    pid,
+                    driver: driver.abort_handle(),
+                    checks: checks.clone(),
+                },
+            );
         Session {
+            serial,
             client,
             pid,
             base_lock_timeout,
@@ -75,7 +116,15 @@ impl Session {
     /// Asks the server, in the background and over the alias's TLS settings,
     /// to cancel whatever this session is running.
     pub(crate) fn cancel_running(&self) {
-        self.tls.cancel(self.client.cancel_token());
+        self.canceller().cancel();
+    }
+
+    /// What cancels this session's running statement later.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.client.cancel_token(),
+            tls: self.tls.clone(),
+        }
     }
 
     /// Whether this connection goes through a transaction pooler.
@@ -125,10 +174,34 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(set) = OWN_PIDS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            set.remove(&self.pid);
+        if let Some(open) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            open.remove(&self.serial);
         }
         // Closes the socket now rather than when the driver notices.
         self.driver.abort();
+    }
+}
+
+/// A cancel request for one session's running statement, ready to send.
+#[derive(Clone)]
+pub(crate) struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: Connector,
+}
+
+impl Canceller {
+    /// For a caller's own client, whose TLS settings pglock does not know (a
+    /// cancel request carries only the session's cancel key, so the server's
+    /// certificate is not checked).
+    pub(crate) fn of_client(client: &Client) -> Canceller {
+        Canceller {
+            token: client.cancel_token(),
+            tls: Connector::lenient(),
+        }
+    }
+
+    /// Sends it, in the background.
+    pub(crate) fn cancel(self) {
+        self.tls.cancel(self.token);
     }
 }
