@@ -7,6 +7,7 @@
 // 0, the ground:
 mod error;
 mod key;
+mod metrics;
 mod rows;
 mod rt;
 mod run;

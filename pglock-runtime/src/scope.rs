@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tracing::Instrument;
@@ -22,6 +22,7 @@ use crate::lock::slot::{self, Claim, Claimed, ClaimedRun, SlotSpec};
 use crate::lock::timeout::{self, Applied};
 use crate::lock::txn::{in_transaction, Txn, Wait};
 use crate::lock::watchdog::{Rules, Sink, Watchdog};
+use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::pool::frames::{self, scope_or_checkout};
 use crate::run::RunOutcome;
@@ -572,11 +573,45 @@ where
     F: Future<Output = R>,
 {
     let span = spec.span();
-    let outcome = run_in_span(spec, body, is_failure)
+    let label = spec
+        .lock
+        .map(|l| metrics::lock_label(l.key, spec.name.as_ref().map(|n| &*n.name)));
+    let alias = spec.alias.clone();
+    let started = Instant::now();
+    let granted = std::sync::OnceLock::new();
+    let outcome = run_in_span(spec, body, is_failure, &granted)
         .instrument(span.clone())
         .await;
     record_outcome(&span, &outcome);
+    if let Some(label) = label {
+        let granted: Option<Instant> = granted.get().copied();
+        let waited = granted.unwrap_or_else(Instant::now) - started;
+        let outcome_label = match &outcome {
+            Outcome::Ran(_) => "ran",
+            Outcome::RanUndoFailed(..) => "failed",
+            Outcome::NotRun(e) => outcome_label(e),
+            Outcome::Lost(_) => "lost",
+        };
+        metrics::acquisition(&alias, &label, outcome_label, waited);
+        if let Some(at) = granted {
+            metrics::released(&alias, &label, at.elapsed());
+        }
+    }
     outcome
+}
+
+/// The `outcome` label of a call whose lock was not taken (or whose body did
+/// not run).
+pub(crate) fn outcome_label(e: &Error) -> &'static str {
+    if e.is_busy() {
+        "busy"
+    } else if e.is_already_ran() {
+        "already_ran"
+    } else if e.is_timeout() {
+        "timed_out"
+    } else {
+        "failed"
+    }
 }
 
 impl Spec {
@@ -729,7 +764,13 @@ fn record(span: &tracing::Span, what: &'static str, error: Option<&Error>) {
     }
 }
 
-async fn run_in_span<R, F>(spec: Spec, body: F, is_failure: impl Fn(&R) -> bool) -> Outcome<R>
+/// `granted`: set to when the lock was granted, if it was.
+async fn run_in_span<R, F>(
+    spec: Spec,
+    body: F,
+    is_failure: impl Fn(&R) -> bool,
+    granted: &std::sync::OnceLock<Instant>,
+) -> Outcome<R>
 where
     F: Future<Output = R>,
 {
@@ -740,6 +781,11 @@ where
         Ok(a) => a,
         Err(e) => return Outcome::NotRun(e),
     };
+    if let Some(lock) = spec.lock {
+        let _ = granted.set(Instant::now());
+        let label = metrics::lock_label(lock.key, spec.name.as_ref().map(|n| &*n.name));
+        metrics::granted(&spec.alias, &label);
+    }
     let body = AssertUnwindSafe(body).catch_unwind();
     let body = async {
         match (&active.heartbeat, spec.cancel_on_lost) {

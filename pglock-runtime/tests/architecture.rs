@@ -15,6 +15,7 @@ const LAYERS: &[(&str, usize)] = &[
     // 0, the ground: no I/O of their own, used by everyone.
     ("error", 0),
     ("key", 0),
+    ("metrics", 0),
     ("rows", 0),
     ("rt", 0),
     ("run", 0),

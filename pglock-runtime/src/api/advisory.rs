@@ -18,6 +18,7 @@ use crate::lock::names::{self, Name};
 use crate::lock::queue::Turn;
 use crate::lock::slot::SlotSpec;
 use crate::lock::txn::{in_transaction, Txn, Wait};
+use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::pool::frames::scope_or_checkout;
 use crate::pool::registry::DEFAULT_ALIAS;
@@ -230,6 +231,16 @@ impl AdvisoryLock {
     }
 
     /// The scope `run()` and `run_blocking()` enter. A slot cannot be shared.
+    /// `pglock_acquisitions_total` and `pglock_wait_seconds` of an acquisition.
+    fn count<T>(&self, r: &Result<T, Error>, started: std::time::Instant) {
+        let label = metrics::lock_label(self.key, self.name.as_ref().map(|n| &*n.name));
+        let outcome = match r {
+            Ok(_) => "acquired",
+            Err(e) => scope::outcome_label(e),
+        };
+        metrics::acquisition(&self.alias, &label, outcome, started.elapsed());
+    }
+
     fn lock_spec(&self) -> LockSpec {
         LockSpec {
             key: self.key,
@@ -335,8 +346,10 @@ impl AdvisoryLock {
             Some(self.lock_spec()),
             self.name.as_ref(),
         );
+        let started = std::time::Instant::now();
         let r = self.acquire_owned().instrument(span.clone()).await;
         scope::record_acquired(&span, &r);
+        self.count(&r, started);
         r
     }
 
@@ -455,11 +468,13 @@ impl AdvisoryLock {
             Some(self.lock_spec()),
             self.name.as_ref(),
         );
+        let started = std::time::Instant::now();
         let r = self
             .acquire_borrowed_in_span(client, txn)
             .instrument(span.clone())
             .await;
         scope::record_acquired(&span, &r);
+        self.count(&r, started);
         r
     }
 
@@ -525,6 +540,8 @@ pub struct AdvisoryGuard<'c> {
     /// This task's turn in the in-process queue of the key, given up after the
     /// lock is released.
     turn: Option<Turn>,
+    /// The `lock` label of its metrics, and when it was granted.
+    held_since: Option<(String, std::time::Instant)>,
 }
 
 impl fmt::Debug for AdvisoryGuard<'_> {
@@ -544,6 +561,8 @@ impl<'c> AdvisoryGuard<'c> {
             Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.shared),
             Target::Borrowed(_) => None,
         };
+        let label = metrics::lock_label(lock.key, lock.name.as_ref().map(|n| &*n.name));
+        metrics::granted(&lock.alias, &label);
         AdvisoryGuard {
             heartbeat,
             turn: None,
@@ -553,6 +572,7 @@ impl<'c> AdvisoryGuard<'c> {
             xact: lock.xact,
             own_txn,
             alias: lock.alias.clone(),
+            held_since: Some((label, std::time::Instant::now())),
         }
     }
 
@@ -705,6 +725,9 @@ impl<'c> AdvisoryGuard<'c> {
 impl Drop for AdvisoryGuard<'_> {
     fn drop(&mut self) {
         self.heartbeat = None;
+        if let Some((label, since)) = self.held_since.take() {
+            metrics::released(&self.alias, &label, since.elapsed());
+        }
         let Some(target) = self.target.take() else {
             return;
         };

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
 use crate::lock::advisory::holds;
+use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::rt;
 
@@ -137,6 +138,8 @@ impl Board {
         drop(state);
         tracing::error!(target: "pglock", key = %e.key, pid = conn.backend_pid(), reason = %why,
             "advisory lock lost while held");
+        let name = crate::lock::names::known(e.key);
+        metrics::lost(conn.alias(), &metrics::lock_label(e.key, name.as_deref()));
         conn.discard();
         let _ = e.lost.send(Some(Arc::from(why.as_ref())));
     }

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
+use crate::metrics;
 use crate::pool::registry::dedicated_session;
 use crate::rows::Backend;
 use crate::wire::exec::Exec;
@@ -374,6 +375,14 @@ async fn tick(
                 Err(e) => (false, Some(e.to_string())),
             }
         };
+        metrics::watchdog_action(
+            &p.alias,
+            match (&refused, p.dry_run) {
+                (_, true) => "dry_run",
+                (Some(_), _) => "refused",
+                (None, _) => p.action.verb(),
+            },
+        );
         let held_ms = b.held_for().map(|d| d.as_millis() as u64);
         let query = shortened(&b.query);
         if p.dry_run {

@@ -11,6 +11,7 @@ use deadpool::managed::Object;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind};
+use crate::metrics;
 use crate::pool::registry::{self, Alias, Pooled};
 use crate::wire::exec::{first_row, Exec};
 use crate::wire::session::Session;
@@ -54,6 +55,8 @@ impl Connection {
         registry::refuse_if_shutting_down(alias)?;
         let alias = registry::alias(alias)?;
         let obj = alias.get().await?;
+        let status = alias.status();
+        metrics::pool(&alias.name, status.open, status.idle);
         Ok(Connection::new(alias, obj))
     }
 

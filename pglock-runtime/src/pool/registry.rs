@@ -255,7 +255,7 @@ impl Alias {
     }
 
     /// The connections of all of the alias's pools.
-    fn status(&self) -> PoolStatus {
+    pub(crate) fn status(&self) -> PoolStatus {
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         std::iter::once(&self.pool)
             .chain(local.values())
