@@ -154,11 +154,26 @@ pub(crate) const UNLOCK: [[&str; 2]; 2] = [
 ];
 
 /// Whether this backend holds the advisory lock `(classid, objid, objsubid)` in
-/// `mode` (after a lock timeout, the grant may have won the race).
-pub(crate) const HOLDS_ADVISORY: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
-     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND classid = $1 AND objid = $2 AND objsubid = $3 AND mode = $4)";
+/// `mode`.
+macro_rules! holds_advisory {
+    () => {
+        "SELECT EXISTS (SELECT 1 FROM pg_locks \
+         WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = $1 AND objid = $2 AND objsubid = $3 AND mode = $4)"
+    };
+}
+
+/// [`holds_advisory!`] after a lock timeout (the grant may have won the race).
+pub(crate) const HOLDS_ADVISORY: &str = holds_advisory!();
+
+/// The comment that starts the heartbeat's statement: `pg_stat_activity.query` of a
+/// session whose last statement was the heartbeat starts with it
+/// ([`Backend::is_pglock_heartbeat`](crate::Backend::is_pglock_heartbeat)).
+pub(crate) const HEARTBEAT_TAG: &str = "/* pglock heartbeat */";
+
+/// [`holds_advisory!`] as the heartbeat runs it, tagged with [`HEARTBEAT_TAG`].
+pub(crate) const HEARTBEAT: &str = concat!("/* pglock heartbeat */ ", holds_advisory!());
 
 /// The sessions other than ours holding the advisory lock `(classid, objid,
 /// objsubid)` in this database.
@@ -697,6 +712,13 @@ mod tests {
              WHERE classid = 1 AND objid = 2 AND objsubid = 1 AND slot = E'it''s' AND attempt = 3"
         );
         assert_eq!(quote_literal("a\\'; x"), "E'a\\\\''; x'");
+    }
+
+    #[test]
+    fn the_heartbeat_starts_with_its_tag() {
+        assert!(HEARTBEAT.starts_with(HEARTBEAT_TAG));
+        assert!(HEARTBEAT.ends_with(HOLDS_ADVISORY));
+        assert!(!HOLDS_ADVISORY.starts_with(HEARTBEAT_TAG));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
-use crate::lock::advisory::holds;
+use crate::lock::advisory::still_holds;
 use crate::pool::connection::Connection;
 use crate::rt;
 
@@ -143,7 +143,7 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<&'static
     if conn.is_closed() {
         return Some("its connection is closed");
     }
-    match holds(conn.exec(), key, shared).await {
+    match still_holds(conn.exec(), key, shared).await {
         Ok(true) => None,
         Ok(false) => Some("its session no longer holds it"),
         Err(e) if e.is_connection_lost() => Some("its connection was lost"),
