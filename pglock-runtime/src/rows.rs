@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 
 use crate::key::LockKey;
+use crate::sql;
 
 /// A session holding a lock that pglock could not take, as the server saw it at the
 /// moment acquisition failed.
@@ -180,6 +181,14 @@ impl Backend {
 
     /// Number of columns `from_row` reads.
     pub(crate) const COLUMNS: usize = 14;
+
+    /// Whether its current or last statement is pglock's heartbeat (the check,
+    /// every [`Config::heartbeat`](crate::Config::heartbeat), that a session still
+    /// holds the advisory lock it took). Then [`query`](Backend::query) is pglock's
+    /// own statement, and what the application ran last is not known to the server.
+    pub fn is_pglock_heartbeat(&self) -> bool {
+        self.query.starts_with(sql::HEARTBEAT_TAG)
+    }
 
     /// How long its current transaction has been open.
     pub fn xact_duration(&self) -> Option<Duration> {

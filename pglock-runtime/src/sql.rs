@@ -154,11 +154,26 @@ pub(crate) const UNLOCK: [[&str; 2]; 2] = [
 ];
 
 /// Whether this backend holds the advisory lock `(classid, objid, objsubid)` in
-/// `mode` (after a lock timeout, the grant may have won the race).
-pub(crate) const HOLDS_ADVISORY: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
-     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND classid = $1 AND objid = $2 AND objsubid = $3 AND mode = $4)";
+/// `mode`.
+macro_rules! holds_advisory {
+    () => {
+        "SELECT EXISTS (SELECT 1 FROM pg_locks \
+         WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = $1 AND objid = $2 AND objsubid = $3 AND mode = $4)"
+    };
+}
+
+/// [`holds_advisory!`] after a lock timeout (the grant may have won the race).
+pub(crate) const HOLDS_ADVISORY: &str = holds_advisory!();
+
+/// The comment that starts the heartbeat's statement: `pg_stat_activity.query` of a
+/// session whose last statement was the heartbeat starts with it
+/// ([`Backend::is_pglock_heartbeat`](crate::Backend::is_pglock_heartbeat)).
+pub(crate) const HEARTBEAT_TAG: &str = "/* pglock heartbeat */";
+
+/// [`holds_advisory!`] as the heartbeat runs it, tagged with [`HEARTBEAT_TAG`].
+pub(crate) const HEARTBEAT: &str = concat!("/* pglock heartbeat */ ", holds_advisory!());
 
 /// The sessions other than ours holding the advisory lock `(classid, objid,
 /// objsubid)` in this database.
@@ -255,11 +270,17 @@ pub(crate) const BLOCKERS: &str = concat!(
      a.wait_event_type, a.wait_event, a.datname"
 );
 
-/// Signals one backend (one statement per backend: a refusal, such as a
-/// superuser's session, fails only its own); `true` when signalled, `false`
-/// when it had already gone.
-pub(crate) const TERMINATE: &str = "SELECT pg_terminate_backend($1)";
-pub(crate) const CANCEL: &str = "SELECT pg_cancel_backend($1)";
+/// Signals backends; returns the pids actually signalled (never our own session).
+pub(crate) const TERMINATE: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
+     WHERE pid <> pg_backend_pid() AND pg_terminate_backend(pid)";
+pub(crate) const CANCEL: &str = "SELECT pid FROM unnest($1::int4[]) AS p(pid) \
+     WHERE pid <> pg_backend_pid() AND pg_cancel_backend(pid)";
+
+/// Signals one backend (the watchdog: one statement per backend, so that a
+/// refusal, such as for a superuser's session, fails only its own); `true`
+/// when signalled, `false` when it had already gone.
+pub(crate) const TERMINATE_ONE: &str = "SELECT pg_terminate_backend($1)";
+pub(crate) const CANCEL_ONE: &str = "SELECT pg_cancel_backend($1)";
 
 /// `LOCK TABLE <quoted names> IN <mode> MODE [NOWAIT]`; `tables` are already
 /// quoted (see [`quote_ident`]), `mode` is one of the eight fixed mode names.
@@ -703,6 +724,13 @@ mod tests {
              WHERE classid = 1 AND objid = 2 AND objsubid = 1 AND slot = E'it''s' AND attempt = 3"
         );
         assert_eq!(quote_literal("a\\'; x"), "E'a\\\\''; x'");
+    }
+
+    #[test]
+    fn the_heartbeat_starts_with_its_tag() {
+        assert!(HEARTBEAT.starts_with(HEARTBEAT_TAG));
+        assert!(HEARTBEAT.ends_with(HOLDS_ADVISORY));
+        assert!(!HOLDS_ADVISORY.starts_with(HEARTBEAT_TAG));
     }
 
     #[test]

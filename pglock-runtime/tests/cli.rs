@@ -4,7 +4,10 @@
 
 use std::process::Stdio;
 
-use pglock_testkit::observe::{backend_pid, is_gone, session, wait_until_blocked, wait_until_gone};
+use pglock_testkit::observe::{
+    backend_pid, blocking_chain, blocking_pids, is_gone, query_value, session, wait_until_blocked,
+    wait_until_gone, wait_until_query_starts_with,
+};
 use pglock_testkit::within;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -16,9 +19,21 @@ struct Out {
 }
 
 async fn pglock(args: &[&str], stdin: Option<&str>) -> Out {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"))
+    pglock_on(&pglock_testkit::shared_cluster().url(), args, stdin, None).await
+}
+
+/// Runs the `pglock` binary on the database `url`, `stdin` as its input, stdout
+/// and stderr piped, `COLUMNS` set to `columns` (unset without).
+async fn pglock_on(url: &str, args: &[&str], stdin: Option<&str>, columns: Option<&str>) -> Out {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"));
+    command
         .args(args)
-        .env("DATABASE_URL", pglock_testkit::shared_cluster().url())
+        .env("DATABASE_URL", url)
+        .env_remove("COLUMNS");
+    if let Some(c) = columns {
+        command.env("COLUMNS", c);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -41,9 +56,14 @@ async fn pglock(args: &[&str], stdin: Option<&str>) -> Out {
 }
 
 async fn json(args: &[&str]) -> Vec<Value> {
+    json_on(&pglock_testkit::shared_cluster().url(), args).await
+}
+
+/// `pglock <args> --json` on `url`, parsed: the array it prints.
+async fn json_on(url: &str, args: &[&str]) -> Vec<Value> {
     let mut a = args.to_vec();
     a.push("--json");
-    let out = pglock(&a, None).await;
+    let out = pglock_on(url, &a, None, None).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     match serde_json::from_str(&out.stdout).expect("valid JSON") {
         Value::Array(v) => v,
@@ -96,11 +116,12 @@ async fn pglock_cli_end_to_end() {
         "{}",
         out.stdout
     );
+    // Rows start with the pid; a query that does not fit its row is under it.
     assert!(
         out.stdout
             .lines()
             .skip(1)
-            .all(|l| l.starts_with(&holder_pid.to_string())),
+            .all(|l| l.starts_with(&holder_pid.to_string()) || l.starts_with("    ")),
         "{}",
         out.stdout
     );
@@ -161,8 +182,13 @@ async fn pglock_cli_end_to_end() {
         .iter()
         .position(|l| l.starts_with(&format!("{holder_pid} [cli-holder]")))
         .expect(&out.stdout);
+    // The next node (a query that does not fit goes on a line under its node).
+    let next = lines[i + 1..]
+        .iter()
+        .find(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .expect(&out.stdout);
     assert!(
-        lines[i + 1].starts_with(&format!("  {waiter_pid} [cli-waiter]")),
+        next.starts_with(&format!("  {waiter_pid} [cli-waiter]")),
         "{}",
         out.stdout
     );
@@ -174,12 +200,16 @@ async fn pglock_cli_end_to_end() {
     assert_eq!(root["blocked"][0]["backend"]["pid"], waiter_pid);
 
     // A declined prompt kills nothing and exits 1.
-    let out = pglock(&["blocking", "--terminate"], Some("n\n")).await;
+    let out = pglock(
+        &["blocking", "--terminate", &waiter_pid.to_string()],
+        Some("n\n"),
+    )
+    .await;
     assert_eq!(out.code, 1);
     assert!(
-        out.stdout.contains("(y/[n])") && out.stdout.contains("Aborting!"),
+        out.stderr.contains("(y/[n])") && out.stderr.contains("Aborting!"),
         "{}",
-        out.stdout
+        out.stderr
     );
     assert!(!is_gone(&obs, holder_pid).await);
 
@@ -187,9 +217,9 @@ async fn pglock_cli_end_to_end() {
     let out = pglock(&["999999", "--terminate", "--yes"], None).await;
     assert_eq!(out.code, 1);
     assert!(
-        out.stdout.contains("No queries to terminate."),
+        out.stderr.contains("No sessions to terminate."),
         "{}",
-        out.stdout
+        out.stderr
     );
 
     // --yes --terminate on `blocking` kills exactly the blocker.
@@ -200,9 +230,9 @@ async fn pglock_cli_end_to_end() {
     .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.contains("Terminated 1 queries"),
+        out.stderr.contains("Terminated 1 session."),
         "{}",
-        out.stdout
+        out.stderr
     );
     assert!(
         wait_until_gone(&obs, holder_pid).await,
@@ -315,4 +345,301 @@ async fn pglock_runs_and_schema() {
         "{}",
         out.stderr
     );
+}
+
+/// A cluster of the test's own: `--terminate` without a pid acts on every blocked
+/// chain of the server, so these tests never share one.
+fn own_cluster() -> pglock_testkit::Cluster {
+    pglock_testkit::Cluster::start().expect("a throw-away cluster starts")
+}
+
+/// Waits for a chain's background statement and returns whether it succeeded.
+async fn finishes(
+    what: &str,
+    task: tokio::task::JoinHandle<Result<tokio_postgres::Client, tokio_postgres::Error>>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    within(10, what, task).await.expect("the task ran")
+}
+
+/// report (idle in transaction) → `ALTER TABLE` → reader: `--terminate` ends the
+/// report only, and the migration then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_ends_the_root_blocker_only() {
+    let cluster = own_cluster();
+    let url = cluster.url();
+    let obs = session(&url, "cli-observer").await;
+    let chain = blocking_chain(&url, &obs, "chain").await;
+
+    let out = pglock_on(&url, &["blocking", "--terminate", "--yes"], None, None).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report = format!("  {} [report] idle in transaction", chain.report_pid);
+    assert!(
+        out.stderr.contains("Will terminate 1 session:\n")
+            && out.stderr.contains(&report)
+            && out.stderr.contains("Terminated 1 session.\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "Left alone: 1 session ({}), blocking but waiting itself",
+            chain.migration_pid
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        wait_until_gone(&obs, chain.report_pid).await,
+        "the report is gone"
+    );
+    let migration = finishes("the migration runs", chain.migration).await;
+    assert!(migration.is_ok(), "the migration ran: {migration:?}");
+    let reader = finishes("the reader reads", chain.reader).await;
+    assert!(reader.is_ok(), "the reader read: {reader:?}");
+    assert!(
+        !is_gone(&obs, chain.migration_pid).await && !is_gone(&obs, chain.reader_pid).await,
+        "the migration's and the reader's sessions live on"
+    );
+    let columns: i64 = query_value(
+        &obs,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chain' AND column_name = 'y'",
+    )
+    .await;
+    assert_eq!(columns, 1, "the migration added its column");
+
+    // Nothing is blocked any more.
+    let out = pglock_on(&url, &["blocking", "--terminate", "--yes"], None, None).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (1, "No blocked sessions.\n", "No sessions to terminate.\n")
+    );
+    let out = pglock_on(&url, &["tree"], None, None).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "No blocked sessions.\n")
+    );
+    let out = pglock_on(&url, &["tree", "--json"], None, None).await;
+    assert_eq!((out.code, out.stdout.trim()), (0, "[]"));
+}
+
+/// `--all-blockers` ends every blocker: the report and the waiting migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_blockers_ends_every_blocker() {
+    let cluster = own_cluster();
+    let url = cluster.url();
+    let obs = session(&url, "cli-observer").await;
+    let chain = blocking_chain(&url, &obs, "chain").await;
+
+    let out = pglock_on(
+        &url,
+        &["tree", "--terminate", "--all-blockers", "--yes"],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("Will terminate 2 sessions:\n")
+            && out.stderr.contains("Terminated 2 sessions.\n")
+            && !out.stderr.contains("Left alone"),
+        "{}",
+        out.stderr
+    );
+    assert!(wait_until_gone(&obs, chain.report_pid).await);
+    assert!(wait_until_gone(&obs, chain.migration_pid).await);
+    assert!(
+        finishes("the migration fails", chain.migration)
+            .await
+            .is_err(),
+        "the migration's session was terminated"
+    );
+    let reader = finishes("the reader reads", chain.reader).await;
+    assert!(reader.is_ok(), "the reader read: {reader:?}");
+    assert!(
+        !is_gone(&obs, chain.reader_pid).await,
+        "the reader's session lives on"
+    );
+
+    // Without --cancel/--terminate, --all-blockers is a usage error.
+    let out = pglock_on(&url, &["tree", "--all-blockers"], None, None).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+/// The prompt lists the sessions on stderr: stdout holds the view alone (JSON
+/// that parses); a declined prompt ends nothing. `--cancel` speaks of queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_is_on_stderr() {
+    let cluster = own_cluster();
+    let url = cluster.url();
+    let obs = session(&url, "cli-observer").await;
+    let chain = blocking_chain(&url, &obs, "chain").await;
+
+    for view in ["blocking", "tree"] {
+        let out = pglock_on(&url, &[view, "--terminate", "--json"], Some("n\n"), None).await;
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).expect("stdout is JSON alone");
+        assert_eq!(
+            v.as_array().map(Vec::len),
+            Some(if view == "tree" { 1 } else { 2 })
+        );
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines[0], "Will terminate 1 session:", "{}", out.stderr);
+        assert!(
+            lines[1].starts_with(&format!(
+                "  {} [report] idle in transaction, blocks 2 sessions: ",
+                chain.report_pid
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .ends_with("Terminate 1 session (y/[n])? Aborting!\n"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = pglock_on(
+        &url,
+        &["blocking", "--cancel", "--all-blockers"],
+        Some("no\n"),
+        None,
+    )
+    .await;
+    assert!(
+        out.stderr
+            .contains("Will cancel the queries of 2 sessions:\n")
+            && out
+                .stderr
+                .contains("Cancel the queries of 2 sessions (y/[n])? Aborting!"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("(y/[n])"), "{}", out.stdout);
+    assert!(!is_gone(&obs, chain.report_pid).await);
+    assert_eq!(
+        blocking_pids(&obs, chain.migration_pid).await,
+        [chain.report_pid]
+    );
+}
+
+/// Tables and trees fit `COLUMNS`, and 100 columns when piped without it; the
+/// migration's query stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_fits_the_width() {
+    let cluster = own_cluster();
+    let url = cluster.url();
+    let obs = session(&url, "cli-observer").await;
+    let chain = blocking_chain(&url, &obs, "chain_with_a_rather_long_table_name").await;
+    let alter = "ALTER TABLE chain_with_a_rather_long_table_name ADD COLUMN y int";
+
+    for (columns, width) in [
+        (Some("100"), 100),
+        (None, 100),
+        (Some("80"), 80),
+        (Some("160"), 160),
+    ] {
+        for view in [&[][..], &["blocking"], &["tree"]] {
+            let out = pglock_on(&url, view, None, columns).await;
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let longest = out.stdout.lines().map(|l| l.chars().count()).max();
+            assert!(
+                longest.is_some_and(|l| l <= width),
+                "{view:?} at {columns:?}: a line of {longest:?} characters:\n{}",
+                out.stdout
+            );
+            assert!(
+                out.stdout.contains(alter),
+                "{view:?} at {columns:?}: the query is cut:\n{}",
+                out.stdout
+            );
+        }
+    }
+    // The tree: report, then the migration under it, then the reader.
+    let out = pglock_on(&url, &["tree"], None, Some("100")).await;
+    let heads: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(heads.len(), 3, "{}", out.stdout);
+    assert!(heads[0].starts_with(&format!("{} [report]", chain.report_pid)));
+    assert!(heads[1].starts_with(&format!("  {} [migration]", chain.migration_pid)));
+    assert!(heads[2].starts_with(&format!("    {} [reader]", chain.reader_pid)));
+    drop(chain);
+}
+
+/// A holder whose last statement is pglock's heartbeat shows `(pglock
+/// heartbeat)`, not the heartbeat's SQL, as its query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_is_named_not_shown() {
+    let cluster = own_cluster();
+    let url = cluster.url();
+    let obs = session(&url, "cli-observer").await;
+    pglock_runtime::register(
+        "cli-heartbeat",
+        pglock_runtime::Config::from_url(&url)
+            .unwrap()
+            .heartbeat(Some(std::time::Duration::from_millis(20))),
+    )
+    .unwrap();
+    let guard = pglock_runtime::advisory("cli::heartbeat")
+        .using("cli-heartbeat")
+        .acquire()
+        .await
+        .unwrap();
+    let holder = guard.connection().unwrap().backend_pid();
+    wait_until_query_starts_with(&obs, holder, "/* pglock heartbeat */").await;
+    let pglock_runtime::LockKey::Int(key) = guard.key() else {
+        unreachable!()
+    };
+    let (_waiter, waiter_pid) = {
+        let s = session(&url, "cli-waiter").await;
+        let pid = backend_pid(&s).await;
+        let task = tokio::spawn(async move {
+            s.execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map(|_| s)
+        });
+        (task, pid)
+    };
+    wait_until_blocked(&obs, waiter_pid).await;
+
+    let out = pglock_on(&url, &["tree"], None, Some("100")).await;
+    assert!(
+        out.stdout.starts_with(&format!("{holder} ["))
+            && out
+                .stdout
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with(": (pglock heartbeat)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("pg_locks"), "{}", out.stdout);
+    let out = pglock_on(
+        &url,
+        &["--granted", "--key", "cli::heartbeat"],
+        None,
+        Some("200"),
+    )
+    .await;
+    assert!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.ends_with("(pglock heartbeat)")),
+        "{}",
+        out.stdout
+    );
+    let tree = json_on(&url, &["tree"]).await;
+    assert_eq!(tree[0]["backend"]["pid"], holder);
+    assert_eq!(tree[0]["backend"]["pglock_heartbeat"], true);
+    assert!(tree[0]["backend"]["query"]
+        .as_str()
+        .unwrap()
+        .starts_with("/* pglock heartbeat */"));
+    assert_eq!(tree[0]["blocked"][0]["backend"]["pglock_heartbeat"], false);
+    guard.release().await.unwrap();
 }

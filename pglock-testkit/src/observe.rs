@@ -150,6 +150,27 @@ pub async fn wait_until_blocked(obs: &Client, pid: i32) {
     panic!("backend {pid} never started waiting for a lock");
 }
 
+/// Waits until the current or last statement of backend `pid`
+/// (`pg_stat_activity.query`) starts with `prefix`.
+///
+/// # Panics
+///
+/// When it does not within 10 s.
+pub async fn wait_until_query_starts_with(obs: &Client, pid: i32, prefix: &str) {
+    for _ in 0..POLLS {
+        let query: Option<String> = obs
+            .query_opt("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .expect("pg_stat_activity query")
+            .and_then(|r| r.get(0));
+        if query.is_some_and(|q| q.starts_with(prefix)) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("backend {pid} never ran a statement starting with {prefix:?}");
+}
+
 /// Terminates backend `pid` (`pg_terminate_backend`).
 ///
 /// # Panics
@@ -190,4 +211,71 @@ pub async fn advisory_holder(url: &str, application_name: &str, key: i64) -> (Cl
         .await
         .expect("the holder takes the lock");
     (s, pid)
+}
+
+/// The chain a long report and a migration make: `report` read the table in a
+/// transaction it keeps open (idle in transaction, holding `AccessShareLock`);
+/// `migration` runs `ALTER TABLE` on it (waiting for `AccessExclusiveLock` behind
+/// the report); `reader` reads it (waiting behind the migration's queued request,
+/// though its lock does not conflict with the report's).
+pub struct BlockingChain {
+    /// The report's session, idle in transaction.
+    pub report: Client,
+    /// Its backend pid.
+    pub report_pid: i32,
+    /// The migration's `ALTER TABLE`: resolves with its session once it ran.
+    pub migration: tokio::task::JoinHandle<Result<Client, tokio_postgres::Error>>,
+    /// Its backend pid.
+    pub migration_pid: i32,
+    /// The reader's `SELECT`: resolves with its session once it ran.
+    pub reader: tokio::task::JoinHandle<Result<Client, tokio_postgres::Error>>,
+    /// Its backend pid.
+    pub reader_pid: i32,
+}
+
+/// Creates `table` and arranges a [`BlockingChain`] on it, with sessions named
+/// `report`, `migration` and `reader`; returns once the server shows the
+/// migration blocked by the report and the reader by the migration.
+///
+/// # Panics
+///
+/// When a session cannot connect, a statement fails, or the chain does not form
+/// within 10 s.
+pub async fn blocking_chain(url: &str, obs: &Client, table: &str) -> BlockingChain {
+    obs.batch_execute(&format!("CREATE TABLE {table} (x int)"))
+        .await
+        .expect("the table is created");
+    let (report, report_pid) = table_reader(url, "report", table).await;
+    let background = |name: &'static str, sql: String| async move {
+        let s = session(url, name).await;
+        let pid = backend_pid(&s).await;
+        let task = tokio::spawn(async move { s.batch_execute(&sql).await.map(|()| s) });
+        (task, pid)
+    };
+    let (migration, migration_pid) =
+        background("migration", format!("ALTER TABLE {table} ADD COLUMN y int")).await;
+    wait_until_blocked(obs, migration_pid).await;
+    let (reader, reader_pid) = background("reader", format!("SELECT count(*) FROM {table}")).await;
+    wait_until_blocked(obs, reader_pid).await;
+    assert_eq!(blocking_pids(obs, migration_pid).await, [report_pid]);
+    assert_eq!(blocking_pids(obs, reader_pid).await, [migration_pid]);
+    BlockingChain {
+        report,
+        report_pid,
+        migration,
+        migration_pid,
+        reader,
+        reader_pid,
+    }
+}
+
+/// `pg_blocking_pids(pid)`, sorted.
+pub async fn blocking_pids(obs: &Client, pid: i32) -> Vec<i32> {
+    obs.query_one(
+        "SELECT array(SELECT unnest(pg_blocking_pids($1)) ORDER BY 1)",
+        &[&pid],
+    )
+    .await
+    .expect("pg_blocking_pids")
+    .get(0)
 }

@@ -281,11 +281,27 @@ pub(crate) async fn lock(
 
 /// Whether this session holds `key` in the given mode.
 pub(crate) async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
+    holds_with(exec, sql::HOLDS_ADVISORY, key, shared).await
+}
+
+/// [`holds`] as the heartbeat asks it: its statement is tagged, so that
+/// `pg_stat_activity` shows the heartbeat, not a query of the application, as the
+/// last statement of an idle holder.
+pub(crate) async fn still_holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
+    holds_with(exec, sql::HEARTBEAT, key, shared).await
+}
+
+async fn holds_with(
+    exec: Exec<'_>,
+    statement: &'static str,
+    key: LockKey,
+    shared: bool,
+) -> Result<bool, Error> {
     let (c, o, s) = key.pg_locks_ids();
     let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
     Ok(exec
         .one(
-            sql::HOLDS_ADVISORY,
+            statement,
             &[
                 (&c, Type::OID),
                 (&o, Type::OID),

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
-use crate::lock::advisory::holds;
+use crate::lock::advisory::still_holds;
 use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::rt;
@@ -156,9 +156,9 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
         return Some("its connection is closed".into());
     }
     let answer = if conn.is_exposed() {
-        holds(conn.exec(), key, shared).await
+        still_holds(conn.exec(), key, shared).await
     } else {
-        conn.within_deadline("the heartbeat check", holds(conn.exec(), key, shared))
+        conn.within_deadline("the heartbeat check", still_holds(conn.exec(), key, shared))
             .await
     };
     match answer {

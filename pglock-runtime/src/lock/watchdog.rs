@@ -44,8 +44,8 @@ pub enum PrioritizeAction {
 impl PrioritizeAction {
     fn sql(self) -> &'static str {
         match self {
-            PrioritizeAction::Terminate => sql::TERMINATE,
-            PrioritizeAction::Cancel => sql::CANCEL,
+            PrioritizeAction::Terminate => sql::TERMINATE_ONE,
+            PrioritizeAction::Cancel => sql::CANCEL_ONE,
         }
     }
 

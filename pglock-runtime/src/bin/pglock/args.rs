@@ -6,8 +6,30 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use pglock_runtime::{BlockingPair, KeyHash, LockFilter, LockInfo, LockKey};
 
+/// Shown after the options of `pglock --help` (and of the subcommands).
+const AFTER_HELP: &str = "\
+Output: tables and trees fit the width of the terminal: $COLUMNS when set, else \
+the terminal's width, else 100 columns (stdout not a terminal). A query ends its \
+row when it fits there whole (in tables: or gets 40 characters at least), else it \
+goes on a line of its own under its row; what is still too long is cut with `…`. --expanded and --json print values in full. A \
+session whose last statement was pglock's own heartbeat (the check that it still \
+holds its advisory lock) shows `(pglock heartbeat)` as its query: what the \
+application ran before is not known to the server (`pglock_heartbeat` in --json).
+
+--cancel/--terminate: for `blocking` and `tree` they act on the root blockers \
+only, the sessions that block others and wait for nobody (in report → ALTER TABLE \
+→ reader: the report, not the waiting ALTER TABLE); --all-blockers acts on every \
+blocker shown. The sessions acted on, the (y/[n]) prompt and the summary go to \
+stderr; stdout has only the view (the JSON with --json).";
+
 #[derive(Parser, Debug)]
-#[command(name = "pglock", version, about = "PostgreSQL locks and who blocks whom", long_about = None)]
+#[command(
+    name = "pglock",
+    version,
+    about = "PostgreSQL locks and who blocks whom",
+    long_about = None,
+    after_help = AFTER_HELP
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -18,10 +40,13 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Every lock of the database, waiting first, then longest-held (the default).
+    #[command(after_help = AFTER_HELP)]
     Locks(Opts),
     /// Blocked → blocking pairs.
+    #[command(after_help = AFTER_HELP)]
     Blocking(Opts),
     /// The blocking tree: each blocker with the sessions waiting for it.
+    #[command(after_help = AFTER_HELP)]
     Tree(Opts),
     /// Recent runs of scheduled jobs (`once_per` / `slot`), and the slots of
     /// `once_per` jobs that ran on no instance.
@@ -101,13 +126,18 @@ pub(crate) struct Opts {
     /// JSON output (fields documented in the README).
     #[arg(long, conflicts_with = "expanded")]
     pub(crate) json: bool,
-    /// Cancel the statements of the selected sessions (for `blocking`/`tree`: of
-    /// the blockers).
+    /// Cancel the statements of the sessions shown (for `blocking`/`tree`: of the
+    /// root blockers, which block others and wait for nobody).
     #[arg(long, conflicts_with = "terminate")]
     pub(crate) cancel: bool,
-    /// Terminate the selected sessions (for `blocking`/`tree`: the blockers).
+    /// Terminate the sessions shown (for `blocking`/`tree`: the root blockers,
+    /// which block others and wait for nobody).
     #[arg(long)]
     pub(crate) terminate: bool,
+    /// For `blocking`/`tree` with --cancel/--terminate: every blocker shown, also
+    /// those that wait themselves.
+    #[arg(long)]
+    pub(crate) all_blockers: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,
@@ -141,6 +171,7 @@ impl Opts {
             json: self.json || sub.json,
             cancel: self.cancel || sub.cancel,
             terminate: self.terminate || sub.terminate,
+            all_blockers: self.all_blockers || sub.all_blockers,
             yes: self.yes || sub.yes,
             database_url: sub.database_url.or(self.database_url),
         }

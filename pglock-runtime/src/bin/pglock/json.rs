@@ -24,6 +24,7 @@ pub(crate) fn backend_json(b: &Backend) -> Value {
         "client_addr": b.client_addr,
         "state": b.state,
         "query": b.query,
+        "pglock_heartbeat": b.is_pglock_heartbeat(),
         "backend_type": b.backend_type,
         "wait_event_type": b.wait_event_type,
         "wait_event": b.wait_event,

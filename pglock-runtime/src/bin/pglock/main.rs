@@ -5,6 +5,7 @@
 //! pglock                       # every lock, waiting first, then longest-held
 //! pglock blocking --waiting    # blocked → blocking pairs
 //! pglock tree                  # the blocking tree
+//! pglock blocking --terminate  # terminate the root blockers (asks first)
 //! pglock 4242 4243 --terminate # terminate these backends (asks first)
 //! pglock blocking --json       # machine-readable
 //! pglock runs app::nightly     # runs of a scheduled job, and slots that ran nowhere
@@ -12,7 +13,7 @@
 //! ```
 //!
 //! Exit status: 0 on success; 1 when there was nothing to cancel or terminate
-//! ("No queries to terminate.") or the prompt was declined ("Aborting!"); 2 on
+//! ("No sessions to terminate.") or the prompt was declined ("Aborting!"); 2 on
 //! usage errors and database errors.
 
 mod actions;
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Parser;
-use pglock_runtime::{inspect, Config, LockInfo};
+use pglock_runtime::{inspect, Config};
 
 use args::{select_pairs, Cli, Opts, View};
 use render::{print_locks, print_pairs, print_tree, terminal_width};
@@ -60,6 +61,9 @@ fn connect(url: Option<&str>, schema: &str) -> Result<(), String> {
 
 async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
     let width = terminal_width();
+    if opts.all_blockers && !(opts.cancel || opts.terminate) {
+        return Err("--all-blockers goes with --cancel or --terminate".into());
+    }
     match view {
         View::Schema(s) => {
             print!(
@@ -83,33 +87,42 @@ async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         View::Locks => {
+            if opts.all_blockers {
+                return Err("--all-blockers applies to `blocking` and `tree`".into());
+            }
             connect(opts.database_url.as_deref(), "pglock")?;
             let filter = opts.filter()?;
             let locks = inspect().locks(&filter).await.map_err(|e| e.to_string())?;
             print_locks(&locks, opts, width);
-            signal(actions::distinct(locks.iter().map(LockInfo::pid)), opts).await
+            signal(|| actions::lock_sessions(&locks), opts, width).await
         }
         View::Blocking | View::Tree => {
             connect(opts.database_url.as_deref(), "pglock")?;
-            let pairs = select_pairs(inspect().blocking().await.map_err(|e| e.to_string())?, opts);
+            let all = inspect().blocking().await.map_err(|e| e.to_string())?;
+            let pairs = select_pairs(all.clone(), opts);
             if view == View::Blocking {
                 print_pairs(&pairs, opts, width);
             } else {
                 print_tree(&pglock_runtime::blocking_tree(&pairs), opts, width);
             }
             signal(
-                actions::distinct(pairs.iter().map(|p| p.blocking.pid)),
+                || actions::blockers(&pairs, &all, opts.all_blockers),
                 opts,
+                width,
             )
             .await
         }
     }
 }
 
-/// Cancels or terminates `targets` (the pids shown) when asked to.
-async fn signal(targets: Vec<i32>, opts: &Opts) -> Result<ExitCode, String> {
+/// Cancels or terminates the sessions `plan` picks when asked to.
+async fn signal(
+    plan: impl FnOnce() -> actions::Plan,
+    opts: &Opts,
+    width: usize,
+) -> Result<ExitCode, String> {
     if !(opts.cancel || opts.terminate) {
         return Ok(ExitCode::SUCCESS);
     }
-    actions::signal(&targets, opts).await
+    actions::signal(&plan(), opts, width).await
 }

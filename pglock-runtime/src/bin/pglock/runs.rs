@@ -7,7 +7,7 @@ use pglock_runtime::{MissedSlot, Run};
 use serde_json::{json, Value};
 
 use crate::args::RunsOpts;
-use crate::render::print_table;
+use crate::render::{print_table, Column};
 
 fn time(t: Option<SystemTime>) -> String {
     t.map(|t| humantime::format_rfc3339_millis(t).to_string())
@@ -24,12 +24,7 @@ fn took(run: &Run) -> Option<Duration> {
 }
 
 /// Prints the runs (newest first), then the missed slots.
-pub(crate) fn print_runs(
-    runs: &[Run],
-    missed: &[MissedSlot],
-    opts: &RunsOpts,
-    width: Option<usize>,
-) {
+pub(crate) fn print_runs(runs: &[Run], missed: &[MissedSlot], opts: &RunsOpts, width: usize) {
     if opts.json {
         let runs: Vec<Value> = runs
             .iter()
@@ -86,15 +81,15 @@ pub(crate) fn print_runs(
             .collect();
         print_table(
             &[
-                "SLOT",
-                "OUTCOME",
-                "TOOK",
-                "ATTEMPT",
-                "HOST",
-                "PID",
-                "APPLICATION",
-                "STARTED",
-                "JOB",
+                Column::new("SLOT"),
+                Column::new("OUTCOME"),
+                Column::new("TOOK"),
+                Column::new("ATTEMPT"),
+                Column::new("HOST"),
+                Column::new("PID"),
+                Column::new("APPLICATION"),
+                Column::new("STARTED"),
+                Column::new("JOB"),
             ],
             &rows,
             false,
@@ -113,6 +108,15 @@ pub(crate) fn print_runs(
                 ]
             })
             .collect();
-        print_table(&["SLOT", "EVERY", "JOB"], &rows, false, width);
+        print_table(
+            &[
+                Column::new("SLOT"),
+                Column::new("EVERY"),
+                Column::new("JOB"),
+            ],
+            &rows,
+            false,
+            width,
+        );
     }
 }
