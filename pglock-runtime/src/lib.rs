@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("docs.md")]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
@@ -101,3 +101,9 @@ mod size_tests {
         assert!(std::mem::size_of_val(&raise) <= 1024);
     }
 }
+
+/// The repository README's examples, compiled as doctests (the crate's front
+/// page is `docs.md`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
