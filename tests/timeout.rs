@@ -205,3 +205,35 @@ async fn pooled_connections_come_back_with_their_original_lock_timeout() {
         assert_eq!(show_lock_timeout(&c).await, "0", "pid {}", c.backend_pid());
     }
 }
+
+/// Issue 15.14: a wait queued in the process behind another task holding the
+/// same key honours the `lock_timeout` the session has from its role (or the
+/// server), as the wait on the server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_wait_honours_the_roles_lock_timeout() {
+    setup();
+    let obs = observer().await;
+    let role = format!("lt_{}", unique_key().unsigned_abs());
+    obs.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET lock_timeout = '400ms'"
+    ))
+    .await
+    .unwrap();
+    let mut cfg: tokio_postgres::Config = url().parse().unwrap();
+    cfg.user(&role);
+    let alias: &'static str = Box::leak(role.into_boxed_str());
+    pglock_runtime::register(alias, pglock_runtime::Config::new(cfg)).unwrap();
+    let key = unique_key();
+    let holder = advisory(key).using(alias).acquire().await.unwrap();
+    let started = std::time::Instant::now();
+    let e = within(
+        10,
+        "the queued wait gives up",
+        advisory(key).using(alias).run(async {}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(started.elapsed() < secs(2), "{:?}", started.elapsed());
+    holder.release().await.unwrap();
+}

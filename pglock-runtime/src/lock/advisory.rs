@@ -36,12 +36,15 @@ pub(crate) async fn take_turn(
     }
     let limit = match wait {
         Wait::Bounded(d) => Some(d),
+        // The session's own `lock_timeout` (the role's, the server's) bounds
+        // the wait on the server; it bounds the wait in the process too.
+        Wait::Inherit => registry::alias(alias)?.session_lock_timeout(),
         _ => None,
     };
     match queue::wait_turn(alias, key, limit).await {
         Some((turn, left)) => {
             let wait = match (wait, left) {
-                (Wait::Bounded(_), Some(left)) => Wait::Bounded(left),
+                (Wait::Bounded(_) | Wait::Inherit, Some(left)) => Wait::Bounded(left),
                 (w, _) => w,
             };
             Ok((Some(turn), wait))

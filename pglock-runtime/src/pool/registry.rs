@@ -2,6 +2,7 @@
 //! manager that opens pglock's sessions, and pool statistics.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
@@ -117,6 +118,9 @@ pub(crate) struct Alias {
     config: Config,
     /// TLS for every session and cancel request of the alias.
     tls: Connector,
+    /// The `lock_timeout` its sessions open with (role, database or server
+    /// setting), in ms, 0 for none: seen at the latest connect.
+    base_lock_timeout_ms: Arc<AtomicU64>,
     /// Connections driven on pglock's own runtime.
     pool: Pool,
     /// Connections driven on callers' multi-thread runtimes, one pool per runtime
@@ -135,20 +139,29 @@ impl Alias {
         let with_alias = |e: Error| e.with_alias(name);
         config.check().map_err(with_alias)?;
         let tls = config.connector().map_err(with_alias)?;
+        let base = Arc::new(AtomicU64::new(0));
         Ok(Arc::new(Alias {
             name: Arc::from(name),
-            pool: Alias::build_pool(name, &config, &tls, false),
+            pool: Alias::build_pool(name, &config, &tls, &base, false),
             config,
             tls,
+            base_lock_timeout_ms: base,
             local: Mutex::new(HashMap::new()),
         }))
     }
 
-    fn build_pool(name: &str, config: &Config, tls: &Connector, on_caller: bool) -> Pool {
+    fn build_pool(
+        name: &str,
+        config: &Config,
+        tls: &Connector,
+        base_lock_timeout_ms: &Arc<AtomicU64>,
+        on_caller: bool,
+    ) -> Pool {
         let manager = Manager {
             alias: Arc::from(name),
             config: config.clone(),
             tls: tls.clone(),
+            base_lock_timeout_ms: base_lock_timeout_ms.clone(),
             on_caller,
         };
         managed::Pool::builder(manager)
@@ -186,7 +199,13 @@ impl Alias {
             pool.retain(|c, _| !c.client.is_closed());
             pool.status().size > 0
         });
-        let pool = Alias::build_pool(&self.name, &self.config, &self.tls, true);
+        let pool = Alias::build_pool(
+            &self.name,
+            &self.config,
+            &self.tls,
+            &self.base_lock_timeout_ms,
+            true,
+        );
         map.insert(id, pool.clone());
         Some(pool)
     }
@@ -239,6 +258,16 @@ impl Alias {
         }
     }
 
+    /// The `lock_timeout` the alias's sessions open with (set for the role,
+    /// the database or the server), as seen at the latest connect; `None` when
+    /// it is 0 (no limit) or no session has been opened yet.
+    pub(crate) fn session_lock_timeout(&self) -> Option<std::time::Duration> {
+        match self.base_lock_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
     /// [`Config::heartbeat`]: how often a lock held on this alias is checked.
     pub(crate) fn heartbeat(&self) -> Option<std::time::Duration> {
         self.config.heartbeat
@@ -272,6 +301,8 @@ pub(crate) struct Manager {
     alias: Arc<str>,
     config: Config,
     tls: Connector,
+    /// Shared with the alias: see `Alias::session_lock_timeout`.
+    base_lock_timeout_ms: Arc<AtomicU64>,
     /// Connect and drive on the runtime that asks for the connection (a caller's
     /// multi-thread runtime), not on pglock's.
     on_caller: bool,
@@ -284,9 +315,11 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<Arc<Session>, Error> {
-        open(&self.config, &self.tls, &self.alias, self.on_caller)
-            .await
-            .map(Arc::new)
+        let session = open(&self.config, &self.tls, &self.alias, self.on_caller).await?;
+        if let Some(ms) = lock_timeout_ms(&session.base_lock_timeout) {
+            self.base_lock_timeout_ms.store(ms, Ordering::Relaxed);
+        }
+        Ok(Arc::new(session))
     }
 
     async fn recycle(&self, conn: &mut Arc<Session>, _: &Metrics) -> RecycleResult<Error> {
@@ -295,6 +328,22 @@ impl managed::Manager for Manager {
         }
         Ok(())
     }
+}
+
+/// A `lock_timeout` as `SHOW lock_timeout` prints it (`0`, `500ms`, `2s`,
+/// `1min`, `1h`, `1d`), in ms.
+fn lock_timeout_ms(shown: &str) -> Option<u64> {
+    let digits = shown.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits.parse().ok()?;
+    let unit = match &shown[digits.len()..] {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 /// Opens a session of `alias`, driven on the caller's runtime (`on_caller`) or
@@ -514,6 +563,23 @@ pub fn pool_status(alias: &str) -> Option<PoolStatus> {
 #[cfg(test)]
 mod tests {
     use super::default_config;
+
+    #[test]
+    fn lock_timeouts_read_as_the_server_shows_them() {
+        use super::lock_timeout_ms;
+        for (shown, ms) in [
+            ("0", Some(0)),
+            ("500ms", Some(500)),
+            ("2s", Some(2000)),
+            ("1min", Some(60_000)),
+            ("1h", Some(3_600_000)),
+            ("1d", Some(86_400_000)),
+            ("x", None),
+            ("5us", None),
+        ] {
+            assert_eq!(lock_timeout_ms(shown), ms, "{shown}");
+        }
+    }
 
     #[test]
     fn default_config_says_what_is_wrong_with_database_url() {
