@@ -46,12 +46,8 @@ async fn main() -> ExitCode {
 /// Registers the `"default"` alias on the URL given (or `DATABASE_URL`).
 fn connect(url: Option<&str>, schema: &str) -> Result<(), String> {
     let url = url.ok_or("no database: pass --database-url or set DATABASE_URL")?;
-    let mut config = Config::from_url(url).map_err(|e| e.to_string())?;
-    let mut pg = config.pg_config().clone();
-    if pg.get_application_name().is_none() {
-        pg.application_name("pglock-cli");
-        config = Config::new(pg);
-    }
+    // Its sessions are named after the program (`pglock`) unless the URL says.
+    let config = Config::from_url(url).map_err(|e| e.to_string())?;
     pglock_runtime::register(
         "default",
         config.allow_standby(true).max_size(2).schema(schema),
