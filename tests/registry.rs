@@ -384,3 +384,47 @@ async fn failed_connects_to_a_silent_server_leave_no_socket_behind() {
     }
     assert_eq!(open, 0, "sockets left open by failed connects");
 }
+
+/// Issue 15.8: what user code changed on a connection it was handed does not
+/// reach the next, unrelated checkout of the same session: role, settings,
+/// `LISTEN`, temporary tables, SQL-level prepared statements.
+#[tokio::test]
+async fn a_used_connection_comes_back_reset() {
+    setup();
+    let obs = observer().await;
+    let alias = one_connection_alias("contaminated");
+    let other_role = format!("other_{}", unique_key().unsigned_abs());
+    obs.batch_execute(&format!("CREATE ROLE {other_role}"))
+        .await
+        .unwrap();
+    let c = connection_for(alias).await.unwrap();
+    let pid = c.backend_pid();
+    c.batch_execute(&format!(
+        "SET ROLE {other_role}; SET search_path = nowhere; SET statement_timeout = '1s'; \
+         LISTEN pglock_test_channel; CREATE TEMP TABLE leftover (x int); \
+         PREPARE leftover_stmt AS SELECT 1"
+    ))
+    .await
+    .unwrap();
+    drop(c);
+    // The same session comes back (one connection), clean.
+    let next = within(10, "checkout", connection_for(alias)).await.unwrap();
+    assert_eq!(next.backend_pid(), pid, "the session was reset, not closed");
+    let row = next
+        .query_one(
+            "SELECT current_user::text = session_user::text, current_setting('search_path'), \
+             current_setting('statement_timeout'), \
+             (SELECT count(*) FROM pg_listening_channels()), \
+             to_regclass('pg_temp.leftover') IS NULL, \
+             (SELECT count(*) FROM pg_prepared_statements WHERE from_sql)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "runs as the user it connected as");
+    assert_eq!(row.get::<_, String>(1), "\"$user\", public");
+    assert_eq!(row.get::<_, String>(2), "0");
+    assert_eq!(row.get::<_, i64>(3), 0, "no LISTEN left");
+    assert!(row.get::<_, bool>(4), "no temporary table left");
+    assert_eq!(row.get::<_, i64>(5), 0, "no prepared statement left");
+}

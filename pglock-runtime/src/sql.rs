@@ -16,9 +16,24 @@ pub(crate) const IN_TRANSACTION: &str = "SELECT now() <> statement_timestamp()";
 /// no advisory lock, and the `lock_timeout` it had when it was opened. Sent with the
 /// simple-query protocol so that the transaction check above is exact; an aborted
 /// transaction makes it fail, which also means "dirty".
+///
+/// Then it resets what user code may have changed on the session, so that the
+/// next, unrelated checkout gets a clean one: the role and session
+/// authorization, every setting (`search_path`, `statement_timeout`, …),
+/// `LISTEN`s, open cursors, temporary tables, sequence state and SQL-level
+/// prepared statements (pglock's own, protocol-level ones stay). Its last row
+/// says whether the session now runs as the user it connected as.
 pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
      (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
-     current_setting('lock_timeout')";
+     current_setting('lock_timeout'); \
+     RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; \
+     DISCARD TEMP; DISCARD SEQUENCES; \
+     DO $pglock$ DECLARE s record; BEGIN \
+       FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql LOOP \
+         EXECUTE format('DEALLOCATE %I', s.name); \
+       END LOOP; \
+     END $pglock$; \
+     SELECT current_user = session_user";
 
 /// [`RETURN_CHECK`] behind a transaction pooler, where only the transaction state
 /// belongs to this client.

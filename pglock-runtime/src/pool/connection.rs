@@ -264,5 +264,13 @@ async fn return_check(conn: &Session) -> Result<(), String> {
             conn.base_lock_timeout
         ));
     }
+    // After the reset: the user it connected as.
+    let last = rows.iter().rev().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    if last.and_then(|r| r.get(0)) != Some("t") {
+        return Err("the session does not run as the user it connected as".into());
+    }
     Ok(())
 }
