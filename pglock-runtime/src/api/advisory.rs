@@ -340,6 +340,15 @@ impl AdvisoryLock {
     /// [`ErrorKind::Cancelled`], [`ErrorKind::ConnectionLost`]; registry and pool
     /// errors.
     pub async fn acquire(&self) -> Result<AdvisoryGuard<'static>, Error> {
+        self.observed(self.acquire_owned()).await
+    }
+
+    /// Runs an acquisition in its span and counts it (`pglock_acquisitions_total`,
+    /// `pglock_wait_seconds`).
+    async fn observed<T>(
+        &self,
+        acquisition: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let span = scope::span(
             "acquire",
             &self.alias,
@@ -347,7 +356,7 @@ impl AdvisoryLock {
             self.name.as_ref(),
         );
         let started = std::time::Instant::now();
-        let r = self.acquire_owned().instrument(span.clone()).await;
+        let r = acquisition.instrument(span.clone()).await;
         scope::record_acquired(&span, &r);
         self.count(&r, started);
         r
@@ -462,20 +471,8 @@ impl AdvisoryLock {
         client: &'c Client,
         txn: Txn,
     ) -> Result<AdvisoryGuard<'c>, Error> {
-        let span = scope::span(
-            "acquire",
-            &self.alias,
-            Some(self.lock_spec()),
-            self.name.as_ref(),
-        );
-        let started = std::time::Instant::now();
-        let r = self
-            .acquire_borrowed_in_span(client, txn)
-            .instrument(span.clone())
-            .await;
-        scope::record_acquired(&span, &r);
-        self.count(&r, started);
-        r
+        self.observed(self.acquire_borrowed_in_span(client, txn))
+            .await
     }
 
     async fn acquire_borrowed_in_span<'c>(

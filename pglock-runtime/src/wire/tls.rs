@@ -671,18 +671,14 @@ mod rustls_config {
             Ok(ServerCertVerified::assertion())
         }
 
+        // The handshake's own signatures are checked as for any certificate.
         fn verify_tls12_signature(
             &self,
             message: &[u8],
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
+            AnyCertificate(self.provider.clone()).verify_tls12_signature(message, cert, dss)
         }
 
         fn verify_tls13_signature(
@@ -691,18 +687,11 @@ mod rustls_config {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
+            AnyCertificate(self.provider.clone()).verify_tls13_signature(message, cert, dss)
         }
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.provider
-                .signature_verification_algorithms
-                .supported_schemes()
+            AnyCertificate(self.provider.clone()).supported_verify_schemes()
         }
     }
 }
