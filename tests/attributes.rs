@@ -551,6 +551,35 @@ async fn prioritized_lock(key: i64) -> Result<(), Error> {
     Ok(())
 }
 
+#[advisory_lock(key = key)]
+#[prioritize(interval = "100ms", timeout = "700ms")]
+async fn prioritized_sparing_superusers(key: i64) -> Result<(), Error> {
+    Ok(())
+}
+
+#[advisory_lock(key = key)]
+#[prioritize(interval = "100ms", timeout = "20s", signal_superusers)]
+async fn prioritized_over_superusers(key: i64) -> Result<(), Error> {
+    Ok(())
+}
+
+/// `signal_superusers` on the attribute: a superuser's session is spared
+/// without it and terminated with it.
+#[tokio::test]
+async fn prioritize_attribute_signals_superusers_only_when_told() {
+    setup_owned();
+    let obs = observer().await;
+    let key = unique_key();
+    let (_holder, holder_pid) = advisory_holder(url(), "attr-superuser", key).await;
+    let e = prioritized_sparing_superusers(key).await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(!is_gone(&obs, holder_pid).await);
+    within(20, "opted in", prioritized_over_superusers(key))
+        .await
+        .unwrap();
+    assert_gone(&obs, holder_pid).await;
+}
+
 #[tokio::test]
 async fn prioritize_attribute_terminates_blockers() {
     setup_owned();

@@ -54,6 +54,8 @@ impl Kind {
                 "min_blocker_age",
                 "max_kills",
                 "dry_run",
+                "signal_superusers",
+                "any_database",
                 "timeout",
                 "using",
                 "crate",
@@ -193,6 +195,8 @@ pub(crate) struct Args {
     pub(crate) min_blocker_age: Option<At<DurationArg>>,
     pub(crate) max_kills: Option<At<u32>>,
     pub(crate) dry_run: Option<At<bool>>,
+    pub(crate) signal_superusers: Option<At<bool>>,
+    pub(crate) any_database: Option<At<bool>>,
     pub(crate) prioritize_timeout: Option<At<DurationArg>>,
     // every attribute, per attribute (stacked ones must agree: `valid.rs`)
     pub(crate) using: [Option<At<String>>; 3],
@@ -599,6 +603,16 @@ pub(crate) fn parse_into(
             (Kind::Prioritize, "dry_run") => {
                 if let Some(b) = flag(cx, &name, v) {
                     set_once(cx, &mut args.dry_run, b, span, dup);
+                }
+            }
+            (Kind::Prioritize, "signal_superusers") => {
+                if let Some(b) = flag(cx, &name, v) {
+                    set_once(cx, &mut args.signal_superusers, b, span, dup);
+                }
+            }
+            (Kind::Prioritize, "any_database") => {
+                if let Some(b) = flag(cx, &name, v) {
+                    set_once(cx, &mut args.any_database, b, span, dup);
                 }
             }
             (Kind::Prioritize, "action") => {

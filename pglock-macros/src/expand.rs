@@ -240,6 +240,12 @@ fn plan(c: &Checked, name: &str) -> TokenStream {
         if pr.dry_run {
             w.extend(quote!(.dry_run(true)));
         }
+        if pr.signal_superusers {
+            w.extend(quote!(.signal_superusers(true)));
+        }
+        if pr.any_database {
+            w.extend(quote!(.any_database(true)));
+        }
         if let Some(t) = pr.timeout {
             let t = duration(t);
             w.extend(quote!(.timeout(#t)));

@@ -238,14 +238,18 @@ pub fn lock_timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `min_blocker_age = "5s"` | spare blockers whose transaction (or query) is younger | none spared |
 /// | `max_kills = 3` | at most this many per tick, oldest first | no cap |
 /// | `dry_run` | report, signal nobody | off |
+/// | `signal_superusers` | signal superusers' sessions too | spared |
+/// | `any_database` | signal blockers connected to other databases too | this database only |
 /// | `timeout = "10s"` | a backup `lock_timeout` for the body; shorter than `interval` is a compile error | none |
 /// | `using = "alias"` | registry alias (the watchdog connects through it too) | `"default"` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |
 ///
-/// The watchdog never signals sessions of this process or non-client backends,
-/// and only direct blockers. Every action is a `tracing` event (target
-/// `pglock::prioritize`); a watchdog failure (for example, permission denied) is
-/// returned when the function ends. The function must return `Result<_, E>` with
+/// The watchdog runs on a session of its own (opened before the body), never
+/// signals sessions pglock has open in this process or non-client backends, and
+/// only direct blockers. Every action is a `tracing` event (target
+/// `pglock::prioritize`); what keeps it from acting (a role that cannot see or
+/// signal the blockers) is an `error` event, and never replaces the function's
+/// own result. The function must return `Result<_, E>` with
 /// `E: From<pglock_runtime::Error>`. Stacked with `#[advisory_lock]` (in any
 /// order), the watchdog also protects the wait for that lock.
 ///

@@ -47,6 +47,8 @@ pub(crate) struct Prioritize {
     pub(crate) min_blocker_age: Option<u64>,
     pub(crate) max_kills: Option<u32>,
     pub(crate) dry_run: bool,
+    pub(crate) signal_superusers: bool,
+    pub(crate) any_database: bool,
     pub(crate) timeout: Option<DurationArg>,
 }
 
@@ -428,6 +430,8 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
             min_blocker_age,
             max_kills: args.max_kills.map(|m| m.value),
             dry_run: flag(&args.dry_run),
+            signal_superusers: flag(&args.signal_superusers),
+            any_database: flag(&args.any_database),
             timeout: args.prioritize_timeout.map(|t| t.value),
         }),
     })
