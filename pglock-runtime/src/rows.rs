@@ -24,7 +24,12 @@ use crate::sql;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output (and so an [`Error`](crate::Error)'s, which lands in logs
+/// and panic messages) shows the first 60 characters of `query` only: another
+/// session's statement can hold secrets (`ALTER ROLE … PASSWORD …`). The field
+/// has it whole.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Holder {
     /// Backend process id (`pg_stat_activity.pid`).
@@ -50,6 +55,36 @@ pub struct Holder {
     /// The name of the advisory lock it holds, when the lock was made from a
     /// string that pglock recorded (`billing::send_invoices`).
     pub lock_name: Option<String>,
+}
+
+impl fmt::Debug for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Holder")
+            .field("pid", &self.pid)
+            .field("application_name", &self.application_name)
+            .field("user", &self.user)
+            .field("client_addr", &self.client_addr)
+            .field("backend_start", &self.backend_start)
+            .field("xact_start", &self.xact_start)
+            .field("state_change", &self.state_change)
+            .field("state", &self.state)
+            .field("query", &query_excerpt(&self.query))
+            .field("mode", &self.mode)
+            .field("lock_name", &self.lock_name)
+            .finish()
+    }
+}
+
+/// At most this much of another session's query goes into logs (`Debug`,
+/// events): it may hold secrets.
+const QUERY_EXCERPT: usize = 60;
+
+/// The first [`QUERY_EXCERPT`] characters of `query`, with `…` when cut.
+pub(crate) fn query_excerpt(query: &str) -> String {
+    match query.char_indices().nth(QUERY_EXCERPT) {
+        Some((i, _)) => format!("{}…", &query[..i]),
+        None => query.to_owned(),
+    }
 }
 
 impl Holder {
@@ -318,4 +353,32 @@ pub struct BlockingPair {
     /// A backend it waits for (`pg_blocking_pids`): one holding a conflicting lock,
     /// or queued ahead of it for one.
     pub blocking: Backend,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_does_not_carry_a_whole_foreign_query() {
+        let secret =
+            "ALTER ROLE app PASSWORD 'correct horse battery staple and then some more text'";
+        let h = Holder {
+            pid: 1,
+            application_name: String::new(),
+            user: None,
+            client_addr: None,
+            backend_start: None,
+            xact_start: None,
+            state_change: None,
+            state: None,
+            query: secret.to_owned(),
+            mode: "ExclusiveLock".to_owned(),
+            lock_name: None,
+        };
+        let shown = format!("{h:?}");
+        assert!(shown.contains("ALTER ROLE app PASSWORD"), "{shown}");
+        assert!(!shown.contains("and then some more text"), "{shown}");
+        assert_eq!(query_excerpt("short"), "short");
+    }
 }

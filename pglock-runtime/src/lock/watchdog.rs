@@ -17,7 +17,7 @@ use tokio_postgres::types::Type;
 use crate::error::{Error, ErrorKind};
 use crate::metrics;
 use crate::pool::registry::dedicated_session;
-use crate::rows::Backend;
+use crate::rows::{query_excerpt, Backend};
 use crate::wire::exec::Exec;
 use crate::wire::session::{own_pids, Session};
 use crate::{rt, sql};
@@ -290,18 +290,6 @@ fn report(p: &Rules, sink: Option<&Sink>, reported: &mut Reported, e: Error) {
     }
 }
 
-/// At most this much of another session's query goes into events: it may
-/// hold secrets (`ALTER ROLE … PASSWORD …`); `BlockerAction::backend` has it
-/// whole.
-const QUERY_IN_EVENTS: usize = 60;
-
-fn shortened(query: &str) -> String {
-    match query.char_indices().nth(QUERY_IN_EVENTS) {
-        Some((i, _)) => format!("{}…", &query[..i]),
-        None => query.to_owned(),
-    }
-}
-
 /// One look for blockers of `protected`, and what the rules say to do to them.
 async fn tick(
     p: &Rules,
@@ -384,7 +372,7 @@ async fn tick(
             },
         );
         let held_ms = b.held_for().map(|d| d.as_millis() as u64);
-        let query = shortened(&b.query);
+        let query = query_excerpt(&b.query);
         if p.dry_run {
             tracing::info!(target: "pglock::prioritize", pid = b.pid, application_name = %b.application_name,
                 query = %query, held_for_ms = held_ms, protected,
