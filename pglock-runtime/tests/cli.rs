@@ -643,3 +643,23 @@ async fn the_heartbeat_is_named_not_shown() {
     assert_eq!(tree[0]["blocked"][0]["backend"]["pglock_heartbeat"], false);
     guard.release().await.unwrap();
 }
+
+/// Issue 15.15: a database that cannot be reached is named as the CLI user
+/// gave it, with the cause, not as a registry alias.
+#[tokio::test]
+async fn an_unreachable_database_is_explained_in_the_cli_users_words() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"))
+        .env("DATABASE_URL", format!("postgres://u@127.0.0.1:{port}/db"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "the cause: {stderr}");
+    assert!(!stderr.contains("alias"), "no registry alias: {stderr}");
+}

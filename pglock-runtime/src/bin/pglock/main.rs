@@ -37,10 +37,22 @@ async fn main() -> ExitCode {
     match run(view, &opts).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pglock: {e}");
+            eprintln!("pglock: {}", for_cli_users(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The library's messages speak of registry aliases; the CLI has one, for the
+/// database its user named (`--database-url` or `DATABASE_URL`).
+fn for_cli_users(message: &str) -> String {
+    message
+        .replace(" (database alias `default`)", "")
+        .replace(
+            "the server of alias `default`",
+            "the server of --database-url/DATABASE_URL",
+        )
+        .replace("alias `default`", "the database")
 }
 
 /// Registers the `"default"` alias on the URL given (or `DATABASE_URL`).
@@ -121,4 +133,20 @@ async fn signal(
         return Ok(ExitCode::SUCCESS);
     }
     actions::signal(&plan(), opts, width).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_cli_users;
+
+    #[test]
+    fn messages_speak_of_the_database_not_of_an_alias() {
+        let library = "no connection available (database alias `default`): cannot connect to \
+                       the server of alias `default`: error connecting to server: Connection \
+                       refused (os error 111)";
+        let shown = for_cli_users(library);
+        assert!(!shown.contains("alias"), "{shown}");
+        assert!(shown.contains("--database-url/DATABASE_URL"), "{shown}");
+        assert!(shown.contains("Connection refused"), "{shown}");
+    }
 }
