@@ -147,3 +147,61 @@ async fn a_used_connection_returned_on_a_silent_path_is_closed_not_kept() {
     );
     proxy.resume();
 }
+
+/// Issue 15.2: a holder cut off silently is also ended by the server, so that
+/// its lock is freed even though its socket stays open — but only after the
+/// holder gave up by itself: the server's idle timers on a lock session are
+/// twice the client's answer deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_ends_a_silent_holder_after_the_holder_gave_up() {
+    setup_owned();
+    let (alias, proxy) = partitioned("partition-server-timers");
+    let obs = observer().await;
+    let key = unique_key();
+    let guard = advisory(key).using(alias).acquire().await.unwrap();
+    let pid = holders(&obs, LockKey::Int(key)).await[0];
+    // Held for longer than an interval: the first heartbeat check set the timers.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    proxy.pause();
+    let cut = Instant::now();
+    within(10, "the holder notices", guard.lost()).await;
+    let client = cut.elapsed();
+    let gone = within(20, "the server ends the session", async {
+        while !is_gone(&obs, pid).await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let _: () = gone;
+    let server = cut.elapsed();
+    println!("holder gave up after {client:?}, the server ended its session after {server:?}");
+    assert!(
+        client < server,
+        "the holder first: {client:?} vs {server:?}"
+    );
+    // Nobody terminated it, and its lock is free.
+    let (_next, _) = advisory_holder(url(), "partition-next-holder", key).await;
+    drop(guard);
+    proxy.resume();
+}
+
+/// The timers go with the lock: a session back in the pool after a long-held
+/// lock idles there longer than them and is still alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_session_outlives_the_timers_of_its_last_lock() {
+    setup_owned();
+    let (alias, _proxy) = partitioned("partition-timers-reset");
+    let key = unique_key();
+    let obs = observer().await;
+    let guard = advisory(key).using(alias).acquire().await.unwrap();
+    // Not through the guard: a connection user code had gets the full reset of
+    // the return check; this one goes back on pglock's own undo.
+    let pid = holders(&obs, LockKey::Int(key)).await[0];
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    guard.release().await.unwrap();
+    // Longer than the timers (6 s) of the lock it held.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let conn = pglock_runtime::connection_for(alias).await.unwrap();
+    assert_eq!(conn.backend_pid(), pid, "the same session, still alive");
+    conn.batch_execute("SELECT 1").await.unwrap();
+}

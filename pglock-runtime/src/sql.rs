@@ -187,6 +187,20 @@ pub(crate) const HOLDS_ADVISORY: &str = holds_advisory!();
 /// ([`Backend::is_pglock_heartbeat`](crate::Backend::is_pglock_heartbeat)).
 pub(crate) const HEARTBEAT_TAG: &str = "/* pglock heartbeat */";
 
+/// The server's own timers on a session that holds a lock (`$1`, e.g. `6000ms`):
+/// a holder whose client stopped talking (frozen, or cut off without a FIN) is
+/// ended by the server, which frees its locks. Set by the first heartbeat check
+/// of a lock, above the client's own detection deadline; while the holder is
+/// alive its heartbeat keeps the session from ever being idle that long.
+pub(crate) const SET_SERVER_TIMERS: &str = "/* pglock heartbeat */ SELECT \
+     set_config('idle_session_timeout', $1, false), \
+     set_config('idle_in_transaction_session_timeout', $1, false)";
+
+/// Undoes [`SET_SERVER_TIMERS`] when the lock is released, before the session
+/// serves anyone else.
+pub(crate) const RESET_SERVER_TIMERS: &str =
+    "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout";
+
 /// [`holds_advisory!`] as the heartbeat runs it, tagged with [`HEARTBEAT_TAG`].
 pub(crate) const HEARTBEAT: &str = concat!("/* pglock heartbeat */ ", holds_advisory!());
 

@@ -14,13 +14,15 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
 use crate::lock::advisory::still_holds;
 use crate::metrics;
 use crate::pool::connection::Connection;
-use crate::rt;
+use crate::wire::send_now::send_now;
+use crate::{rt, sql};
 
 /// Why a lock was found lost, once it was.
 type Lost = watch::Sender<Option<Arc<str>>>;
@@ -155,11 +157,27 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
     if conn.is_closed() {
         return Some("its connection is closed".into());
     }
-    let answer = if conn.is_exposed() {
+    let look = async {
+        // The lock is held for longer than an interval: from now on the server
+        // ends the session if its client goes silent (behind a transaction
+        // pooler session state is not ours to set).
+        if !conn.session().has_server_timers() && !conn.session().behind_pooler() {
+            let timers = server_timers(conn.answer_deadline());
+            if conn
+                .exec()
+                .one(sql::SET_SERVER_TIMERS, &[(&timers, Type::TEXT)])
+                .await
+                .is_ok()
+            {
+                conn.session().set_server_timers(true);
+            }
+        }
         still_holds(conn.exec(), key, shared).await
+    };
+    let answer = if conn.is_exposed() {
+        look.await
     } else {
-        conn.within_deadline("the heartbeat check", still_holds(conn.exec(), key, shared))
-            .await
+        conn.within_deadline("the heartbeat check", look).await
     };
     match answer {
         Ok(true) => None,
@@ -169,6 +187,12 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
         // lock; look again next time.
         Err(_) => None,
     }
+}
+
+/// The server's idle timers on a lock session: twice the client's answer
+/// deadline, so that the holder always gives up first.
+pub(crate) fn server_timers(deadline: Duration) -> String {
+    format!("{}ms", deadline.saturating_mul(2).as_millis())
 }
 
 /// A lock on the board; taken off when dropped.
@@ -240,6 +264,16 @@ impl Heartbeat {
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         let entry = self.board.state().entries.remove(&self.id);
+        // The lock is being released: the session goes back to idling in the
+        // pool, where the server's idle timers must not end it. Queued ahead of
+        // the release, on the wire.
+        if let Some(e) = &entry {
+            let session = e.conn.session();
+            if session.has_server_timers() {
+                session.set_server_timers(false);
+                send_now(session.client.batch_execute(sql::RESET_SERVER_TIMERS));
+            }
+        }
         // Dropped outside the lock: it may return the connection to its pool.
         drop(entry);
     }

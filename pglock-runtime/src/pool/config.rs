@@ -307,6 +307,13 @@ impl Config {
     /// body's statement may rightly take long: there the socket settings
     /// (`tcp_user_timeout`, keepalives, see [`Config::new`]) bound a partition.
     ///
+    /// The server's side: once a lock has been held for an interval, its
+    /// session gets `idle_session_timeout` and
+    /// `idle_in_transaction_session_timeout` of twice this deadline (reset with
+    /// the release), so a holder that went silent is ended by the server, and its
+    /// locks freed, after the holder itself has given up; a live holder's
+    /// heartbeat keeps it from ever idling that long.
+    ///
     /// ```
     /// use std::time::Duration;
     ///

@@ -26,6 +26,8 @@ pub(crate) struct Session {
     /// Behind a transaction pooler (declared, or detected): no prepared
     /// statements, no session-level state.
     behind_pooler: AtomicBool,
+    /// The server's idle timers are set on it (`sql::SET_SERVER_TIMERS`).
+    server_timers: AtomicBool,
     /// Checks the driver polls (pipelined releases, return checks).
     pub(crate) checks: Arc<Checks>,
     driver: tokio::task::JoinHandle<()>,
@@ -107,6 +109,7 @@ impl Session {
             base_lock_timeout,
             statements: Mutex::new(HashMap::new()),
             behind_pooler: AtomicBool::new(behind_pooler),
+            server_timers: AtomicBool::new(false),
             checks,
             driver,
             tls,
@@ -125,6 +128,16 @@ impl Session {
             token: self.client.cancel_token(),
             tls: self.tls.clone(),
         }
+    }
+
+    /// Whether the server's idle timers are set on this session.
+    pub(crate) fn has_server_timers(&self) -> bool {
+        self.server_timers.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the server's idle timers are set on this session.
+    pub(crate) fn set_server_timers(&self, on: bool) {
+        self.server_timers.store(on, Ordering::Relaxed);
     }
 
     /// Whether this connection goes through a transaction pooler.
