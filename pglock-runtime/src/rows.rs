@@ -141,6 +141,59 @@ impl fmt::Display for Holder {
     }
 }
 
+/// What a session was seen waiting for while it waited: its lock request that
+/// was not granted (a `pg_locks` row) and the sessions `pg_blocking_pids` named.
+/// Read by the look-ups of `lock/waits.rs`; a statement's lock-timeout error
+/// (SQLSTATE 55P03) names no relation, and once it arrives the wait is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockWait {
+    /// `relation`, `tuple`, `transactionid`, `advisory`, …
+    pub(crate) locktype: String,
+    /// The mode requested (`AccessShareLock`, `ShareLock`, …).
+    pub(crate) mode: String,
+    /// The relation waited on, or whose row was (schema-qualified).
+    pub(crate) relation: Option<String>,
+    /// The transaction (or virtual transaction) waited on.
+    pub(crate) object: Option<String>,
+    /// The sessions blocking it, each with its mode on the same object.
+    pub(crate) blockers: Vec<Holder>,
+}
+
+impl LockWait {
+    /// Reads the rows of `sql::LOCK_WAIT` (one per blocker; one with a NULL
+    /// blocker when `pg_blocking_pids` named none). `None` when the session was
+    /// not waiting.
+    pub(crate) fn from_rows(rows: &[Row]) -> Option<LockWait> {
+        let first = rows.first()?;
+        Some(LockWait {
+            locktype: first.get::<_, Option<String>>(10).unwrap_or_default(),
+            mode: first.get::<_, Option<String>>(11).unwrap_or_default(),
+            relation: first.get(12),
+            object: first.get(13),
+            blockers: rows.iter().filter_map(Holder::from_row).collect(),
+        })
+    }
+}
+
+impl fmt::Display for LockWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on ", self.mode)?;
+        match (self.locktype.as_str(), &self.relation, &self.object) {
+            ("relation", Some(r), _) => write!(f, "relation `{r}`"),
+            ("tuple", Some(r), _) => write!(f, "a row of `{r}`"),
+            ("transactionid", r, Some(x)) => {
+                write!(f, "transaction {x}")?;
+                match r {
+                    Some(r) => write!(f, " (a row of `{r}`)"),
+                    None => Ok(()),
+                }
+            }
+            (t, Some(r), _) => write!(f, "a {t} lock of `{r}`"),
+            (t, None, _) => write!(f, "a {t} lock"),
+        }
+    }
+}
+
 /// A server process, as `pg_stat_activity` shows it.
 ///
 /// Timestamps are the server's; durations are computed against the server clock at
