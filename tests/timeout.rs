@@ -258,7 +258,11 @@ async fn a_body_statement_that_times_out_names_its_relation_and_blocker() {
 
     let e = read_table(&table).await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
-    assert_eq!(e.relation(), Some(format!("public.{table}").as_str()), "{e}");
+    assert_eq!(
+        e.relation(),
+        Some(format!("public.{table}").as_str()),
+        "{e}"
+    );
     let blockers: Vec<(i32, &str, &str)> = e
         .holders()
         .iter()
@@ -302,7 +306,11 @@ fn a_blocking_body_statement_that_times_out_names_its_relation_and_blocker() {
         .unwrap()
         .unwrap_err();
     assert!(e.is_timeout(), "{e}");
-    assert_eq!(e.relation(), Some(format!("public.{table}").as_str()), "{e}");
+    assert_eq!(
+        e.relation(),
+        Some(format!("public.{table}").as_str()),
+        "{e}"
+    );
     let pids: Vec<i32> = e.holders().iter().map(|h| h.pid).collect();
     assert_eq!(pids, [pid], "{e}");
     assert!(

@@ -188,8 +188,18 @@ impl fmt::Display for LockWait {
                     None => Ok(()),
                 }
             }
-            (t, Some(r), _) => write!(f, "a {t} lock of `{r}`"),
-            (t, None, _) => write!(f, "a {t} lock"),
+            (t, r, _) => {
+                let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                write!(f, "{article} {t} lock")?;
+                match r {
+                    Some(r) => write!(f, " of `{r}`"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -433,5 +443,43 @@ mod tests {
         assert!(shown.contains("ALTER ROLE app PASSWORD"), "{shown}");
         assert!(!shown.contains("and then some more text"), "{shown}");
         assert_eq!(query_excerpt("short"), "short");
+    }
+
+    #[test]
+    fn a_lock_wait_says_what_was_waited_for() {
+        let wait = |locktype: &str, relation: Option<&str>, object: Option<&str>| {
+            LockWait {
+                locktype: locktype.to_owned(),
+                mode: "ShareLock".to_owned(),
+                relation: relation.map(str::to_owned),
+                object: object.map(str::to_owned),
+                blockers: Vec::new(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            wait("relation", Some("public.t"), None),
+            "ShareLock on relation `public.t`"
+        );
+        assert_eq!(
+            wait("tuple", Some("public.t"), None),
+            "ShareLock on a row of `public.t`"
+        );
+        assert_eq!(
+            wait("transactionid", Some("public.t"), Some("740")),
+            "ShareLock on transaction 740 (a row of `public.t`)"
+        );
+        assert_eq!(
+            wait("transactionid", None, Some("740")),
+            "ShareLock on transaction 740"
+        );
+        assert_eq!(
+            wait("advisory", None, None),
+            "ShareLock on an advisory lock"
+        );
+        assert_eq!(
+            wait("page", Some("public.t"), None),
+            "ShareLock on a page lock of `public.t`"
+        );
     }
 }
