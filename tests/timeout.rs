@@ -237,3 +237,108 @@ async fn a_queued_wait_honours_the_roles_lock_timeout() {
     assert!(started.elapsed() < secs(2), "{:?}", started.elapsed());
     holder.release().await.unwrap();
 }
+
+/// Issue 16.5: a statement of a `#[lock_timeout]` body that hits the limit, its
+/// error converted by `?`, names the relation it waited for and the session
+/// that blocked it (PostgreSQL's own error names neither).
+#[lock_timeout("2s")]
+async fn read_table(table: &str) -> Result<(), pglock_runtime::Error> {
+    let db = connection().await?;
+    db.query(&format!("SELECT * FROM {table}"), &[]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_statement_that_times_out_names_its_relation_and_blocker() {
+    setup();
+    let obs = observer().await;
+    let table = fresh_table(&obs, "lt_body").await;
+    let (locker, pid) = table_locker(url(), "lt-locker", &table, "ACCESS EXCLUSIVE").await;
+    assert_eq!(pid, backend_pid(&locker).await);
+
+    let e = read_table(&table).await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert_eq!(
+        e.relation(),
+        Some(format!("public.{table}").as_str()),
+        "{e}"
+    );
+    let blockers: Vec<(i32, &str, &str)> = e
+        .holders()
+        .iter()
+        .map(|h| (h.pid, h.mode.as_str(), h.application_name.as_str()))
+        .collect();
+    assert_eq!(blockers, [(pid, "AccessExclusiveLock", "lt-locker")], "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("AccessShareLock on relation `public.{table}`"))
+            && text.contains(&format!("held by pid {pid} (application_name `lt-locker`)")),
+        "{text}"
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// The same from synchronous code, in a transaction block the timeout aborts
+/// (the look-ups never use the scope's session), and for a row lock.
+#[test]
+fn a_blocking_body_statement_that_times_out_names_its_relation_and_blocker() {
+    setup();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (obs, table, locker, pid) = rt.block_on(async {
+        let obs = observer().await;
+        let table = fresh_table(&obs, "lt_row").await;
+        let locker = session(url(), "lt-row-locker").await;
+        let pid = backend_pid(&locker).await;
+        locker
+            .batch_execute(&format!("BEGIN; SELECT * FROM {table} FOR UPDATE"))
+            .await
+            .unwrap();
+        (obs, table, locker, pid)
+    });
+    let e = lock_timeout(Duration::from_millis(1500))
+        .scope_blocking(|| {
+            let db = pglock_runtime::blocking::connection()?;
+            db.batch_execute("BEGIN")?;
+            let r = db.execute(&format!("UPDATE {table} SET x = 2"), &[]);
+            db.batch_execute("ROLLBACK")?;
+            r.map(drop)
+        })
+        .unwrap()
+        .unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert_eq!(
+        e.relation(),
+        Some(format!("public.{table}").as_str()),
+        "{e}"
+    );
+    let pids: Vec<i32> = e.holders().iter().map(|h| h.pid).collect();
+    assert_eq!(pids, [pid], "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("(a row of `public.{table}`)")),
+        "{e}"
+    );
+    rt.block_on(async {
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        drop(obs);
+    });
+}
+
+/// The looks at a blocking body's lock waits run on pglock's runtime and take a
+/// connection of the alias's own pool only when one is free: they never open a
+/// pool of their own beyond the alias's `max_size` (they did, keyed by pglock's
+/// runtime as if it were a caller's).
+#[test]
+fn looks_at_a_blocking_body_stay_within_max_size() {
+    setup();
+    let alias = one_connection_alias("lt_looks_one");
+    let open = lock_timeout(Duration::from_millis(150))
+        .using(alias)
+        .scope_blocking(|| {
+            // Several looks are due meanwhile (every 50 ms).
+            std::thread::sleep(Duration::from_millis(600));
+            pglock_runtime::pool_status(alias).map(|s| s.open)
+        })
+        .unwrap();
+    assert_eq!(open, Some(1));
+}

@@ -187,6 +187,14 @@ pub fn advisory_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[prioritize]`, a limit shorter than its `interval` is a compile error (the body
 /// would give up before the watchdog acts).
 ///
+/// A statement that gives up says what it waited for, which PostgreSQL's own error
+/// does not: converted into `pglock_runtime::Error` inside the body (by `?`, or
+/// `pglock_runtime::Error::from`), it names the relation (or the row's relation) and
+/// the sessions that blocked it (`Error::relation`, `Error::holders`; `lock timeout
+/// (database alias `default`): canceling statement due to lock timeout, waiting for
+/// AccessShareLock on relation `public.orders`; held by pid 4242 …`). pglock sees the
+/// wait while it lasts: see `LockTimeout` in `pglock-runtime`.
+///
 /// ```no_run
 /// use pglock_runtime::{advisory_lock, lock_timeout};
 ///

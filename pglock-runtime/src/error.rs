@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::key::LockKey;
-use crate::rows::Holder;
+use crate::rows::{Holder, LockWait};
 use crate::run::PreviousRun;
 
 /// What went wrong, as a closed set callers can branch on.
@@ -134,6 +134,9 @@ struct Inner {
     previous_run: Option<PreviousRun>,
     lock_name: Option<std::sync::Arc<str>>,
     waited: Option<Duration>,
+    /// What a statement that hit `lock_timeout` waited for (its blockers are
+    /// `holders`).
+    wait: Option<LockWait>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -148,6 +151,7 @@ impl Error {
             previous_run: None,
             lock_name: None,
             waited: None,
+            wait: None,
             source: None,
         }))
     }
@@ -245,6 +249,14 @@ impl Error {
         self
     }
 
+    /// What a statement that hit `lock_timeout` was seen waiting for; its
+    /// blockers become the holders.
+    pub(crate) fn with_lock_wait(mut self, mut wait: LockWait) -> Error {
+        self.0.holders = std::mem::take(&mut wait.blockers);
+        self.0.wait = Some(wait);
+        self
+    }
+
     pub(crate) fn with_waited(mut self, waited: Duration) -> Error {
         self.0.waited = Some(waited);
         self
@@ -268,8 +280,22 @@ impl Error {
     /// The sessions holding the lock when acquiring it failed ([`ErrorKind::Busy`],
     /// [`ErrorKind::LockTimeout`]). Empty when the holder had already gone when
     /// pglock looked, or for other kinds.
+    ///
+    /// For a statement of a `lock_timeout` scope's body that hit the limit: the
+    /// sessions that blocked it (holding a conflicting lock, or queued ahead for
+    /// one), each with its [`mode`](Holder::mode) on what the statement waited
+    /// for ([`Error::relation`]), when pglock saw the wait.
     pub fn holders(&self) -> &[Holder] {
         &self.0.holders
+    }
+
+    /// The relation a statement of a `lock_timeout` scope's body waited for when
+    /// it hit the limit (schema-qualified: `public.orders`), also when it waited
+    /// for a row of it. `None` when pglock did not see the wait (see
+    /// [`LockTimeout`](crate::LockTimeout)), when the wait was not for a
+    /// relation or a row (an advisory lock, …), and for other errors.
+    pub fn relation(&self) -> Option<&str> {
+        self.0.wait.as_ref().and_then(|w| w.relation.as_deref())
     }
 
     /// For [`ErrorKind::AlreadyRan`]: the run that had the slot (its session,
@@ -391,6 +417,9 @@ impl fmt::Debug for Error {
         if let Some(k) = &self.0.key {
             d.field("key", k);
         }
+        if let Some(w) = &self.0.wait {
+            d.field("waiting_for", &format_args!("{w}"));
+        }
         if !self.0.holders.is_empty() {
             d.field("holders", &self.0.holders);
         }
@@ -434,6 +463,9 @@ impl fmt::Display for Error {
         if let Some(w) = self.0.waited {
             write!(f, " after waiting {}", humantime::format_duration(w))?;
         }
+        if let Some(w) = &self.0.wait {
+            write!(f, ", waiting for {w}")?;
+        }
         match self.0.holders.as_slice() {
             [] => {}
             [h] => write!(f, "; held by {h}")?,
@@ -460,14 +492,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<tokio_postgres::Error> for Error {
-    /// Classifies a driver error ([`ErrorKind::LockTimeout`] for SQLSTATE 55P03,
-    /// [`ErrorKind::ConnectionLost`] for a closed connection, …), so that a body
-    /// returning `Result<_, pglock_runtime::Error>` can use `?` on its queries.
-    fn from(e: tokio_postgres::Error) -> Error {
-        Error::from_pg(e)
-    }
-}
+// `From<tokio_postgres::Error>` is in `lock/waits.rs`: inside a `lock_timeout`
+// scope it adds what a timed-out statement waited for.
 
 #[cfg(test)]
 mod tests {

@@ -141,6 +141,69 @@ impl fmt::Display for Holder {
     }
 }
 
+/// What a session was seen waiting for while it waited: its lock request that
+/// was not granted (a `pg_locks` row) and the sessions `pg_blocking_pids` named.
+/// Read by the look-ups of `lock/waits.rs`; a statement's lock-timeout error
+/// (SQLSTATE 55P03) names no relation, and once it arrives the wait is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockWait {
+    /// `relation`, `tuple`, `transactionid`, `advisory`, …
+    pub(crate) locktype: String,
+    /// The mode requested (`AccessShareLock`, `ShareLock`, …).
+    pub(crate) mode: String,
+    /// The relation waited on, or whose row was (schema-qualified).
+    pub(crate) relation: Option<String>,
+    /// The transaction (or virtual transaction) waited on.
+    pub(crate) object: Option<String>,
+    /// The sessions blocking it, each with its mode on the same object.
+    pub(crate) blockers: Vec<Holder>,
+}
+
+impl LockWait {
+    /// Reads the rows of `sql::LOCK_WAIT` (one per blocker; one with a NULL
+    /// blocker when `pg_blocking_pids` named none). `None` when the session was
+    /// not waiting.
+    pub(crate) fn from_rows(rows: &[Row]) -> Option<LockWait> {
+        let first = rows.first()?;
+        Some(LockWait {
+            locktype: first.get::<_, Option<String>>(10).unwrap_or_default(),
+            mode: first.get::<_, Option<String>>(11).unwrap_or_default(),
+            relation: first.get(12),
+            object: first.get(13),
+            blockers: rows.iter().filter_map(Holder::from_row).collect(),
+        })
+    }
+}
+
+impl fmt::Display for LockWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on ", self.mode)?;
+        match (self.locktype.as_str(), &self.relation, &self.object) {
+            ("relation", Some(r), _) => write!(f, "relation `{r}`"),
+            ("tuple", Some(r), _) => write!(f, "a row of `{r}`"),
+            ("transactionid", r, Some(x)) => {
+                write!(f, "transaction {x}")?;
+                match r {
+                    Some(r) => write!(f, " (a row of `{r}`)"),
+                    None => Ok(()),
+                }
+            }
+            (t, r, _) => {
+                let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                write!(f, "{article} {t} lock")?;
+                match r {
+                    Some(r) => write!(f, " of `{r}`"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// A server process, as `pg_stat_activity` shows it.
 ///
 /// Timestamps are the server's; durations are computed against the server clock at
@@ -380,5 +443,43 @@ mod tests {
         assert!(shown.contains("ALTER ROLE app PASSWORD"), "{shown}");
         assert!(!shown.contains("and then some more text"), "{shown}");
         assert_eq!(query_excerpt("short"), "short");
+    }
+
+    #[test]
+    fn a_lock_wait_says_what_was_waited_for() {
+        let wait = |locktype: &str, relation: Option<&str>, object: Option<&str>| {
+            LockWait {
+                locktype: locktype.to_owned(),
+                mode: "ShareLock".to_owned(),
+                relation: relation.map(str::to_owned),
+                object: object.map(str::to_owned),
+                blockers: Vec::new(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            wait("relation", Some("public.t"), None),
+            "ShareLock on relation `public.t`"
+        );
+        assert_eq!(
+            wait("tuple", Some("public.t"), None),
+            "ShareLock on a row of `public.t`"
+        );
+        assert_eq!(
+            wait("transactionid", Some("public.t"), Some("740")),
+            "ShareLock on transaction 740 (a row of `public.t`)"
+        );
+        assert_eq!(
+            wait("transactionid", None, Some("740")),
+            "ShareLock on transaction 740"
+        );
+        assert_eq!(
+            wait("advisory", None, None),
+            "ShareLock on an advisory lock"
+        );
+        assert_eq!(
+            wait("page", Some("public.t"), None),
+            "ShareLock on a page lock of `public.t`"
+        );
     }
 }

@@ -67,6 +67,13 @@ pub(crate) fn timeout<F: Future>(d: std::time::Duration, fut: F) -> tokio::time:
     tokio::time::timeout(d, fut)
 }
 
+/// `tokio::time::sleep`, with its timer on pglock's runtime where the caller's
+/// cannot run timers (as [`timeout`]).
+pub(crate) fn sleep(d: std::time::Duration) -> tokio::time::Sleep {
+    let _context = (!caller_runtime_usable()).then(|| handle().enter());
+    tokio::time::sleep(d)
+}
+
 /// Runs `fut` to completion from synchronous code, on this thread: outside any
 /// runtime, or on a thread of a caller's runtime (multi-thread or current-thread).
 ///

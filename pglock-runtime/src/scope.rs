@@ -21,6 +21,7 @@ use crate::lock::schema;
 use crate::lock::slot::{self, Claim, Claimed, ClaimedRun, SlotSpec};
 use crate::lock::timeout::{self, Applied};
 use crate::lock::txn::{in_transaction, Txn, Wait};
+use crate::lock::waits::{self, Looking, Watch};
 use crate::lock::watchdog::{Rules, Sink, Watchdog};
 use crate::metrics;
 use crate::pool::connection::Connection;
@@ -127,6 +128,8 @@ pub(crate) struct Active {
     body_savepoint: bool,
     watchdog: Option<Watchdog>,
     heartbeat: Option<Heartbeat>,
+    /// With a `lock_timeout`: the body's lock waits are looked at while it runs.
+    waits: Option<Watch>,
     /// This task's turn in the in-process queue of the key (released last).
     turn: Option<Turn>,
     /// The slot this call claimed: its end is recorded before the lock goes.
@@ -204,6 +207,7 @@ impl Active {
             body_savepoint: false,
             watchdog: None,
             heartbeat: None,
+            waits: None,
             turn,
             claimed: None,
             panicked: false,
@@ -356,6 +360,9 @@ impl Active {
                 self.body_savepoint = true;
             }
         }
+        if let (Some(_), Some(Some(limit))) = (&self.applied, spec.effective_lock_timeout()) {
+            self.waits = Watch::new(&self.conn, limit);
+        }
         Ok(())
     }
 
@@ -392,6 +399,7 @@ impl Active {
 
     async fn undo_steps(&mut self, failed: bool) -> Result<(), Error> {
         self.heartbeat = None;
+        self.waits = None;
         let exec = self.conn.exec();
         let mut first: Option<Error> = None;
         // The watchdog's problems are its own (events, `Prioritized::problems`):
@@ -786,7 +794,7 @@ where
         let label = metrics::lock_label(lock.key, spec.name.as_ref().map(|n| &*n.name));
         metrics::granted(&spec.alias, &label);
     }
-    let body = AssertUnwindSafe(body).catch_unwind();
+    let body = waits::watching(active.waits.as_ref(), AssertUnwindSafe(body).catch_unwind());
     let body = async {
         match (&active.heartbeat, spec.cancel_on_lost) {
             (Some(hb), true) => tokio::select! {
@@ -835,13 +843,15 @@ pub(crate) struct SyncActive {
     alias: Cow<'static, str>,
     /// The scope's span, entered on this thread while the body runs.
     span: tracing::span::EnteredSpan,
+    /// The looks at the body's lock waits (stopped before the undo).
+    looking: Option<Looking>,
 }
 
 impl SyncActive {
     pub(crate) fn enter(spec: Spec) -> Result<SyncActive, Error> {
         let alias = spec.alias.clone();
         let span = spec.span().entered();
-        let active = match rt::block_on(Active::start(&spec)) {
+        let mut active = match rt::block_on(Active::start(&spec)) {
             Ok(a) => a,
             Err(e) => {
                 record(&span, not_run(&e), Some(&e));
@@ -851,15 +861,18 @@ impl SyncActive {
         let frame = active
             .is_fresh()
             .then(|| frames::enter_sync(active.connection().clone()));
+        let looking = active.waits.take().map(Watch::spawn);
         Ok(SyncActive {
             active: Some(active),
             frame,
             alias,
             span,
+            looking,
         })
     }
 
     pub(crate) fn exit(mut self, failed: bool) -> Result<(), Error> {
+        self.looking.take();
         self.frame.take();
         let mut active = self.active.take().expect("present until exit");
         let r = rt::block_on(active.undo(failed)).map_err(|e| e.with_alias(&self.alias));
@@ -875,6 +888,7 @@ impl Drop for SyncActive {
     fn drop(&mut self) {
         // Left without `exit`: an early return, `?`, or a panic. Undo as a failure
         // (roll back), blocking, so the lock is gone when the function has returned.
+        self.looking.take();
         self.frame.take();
         if let Some(mut active) = self.active.take() {
             self.span.record("pglock.outcome", "left early");

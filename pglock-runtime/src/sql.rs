@@ -225,6 +225,33 @@ pub(crate) const RELATION_HOLDERS: &str = "SELECT DISTINCT ON (a.pid) a.pid, \
      AND l.relation IN (SELECT to_regclass(n)::oid FROM unnest($1::text[]) n) \
      ORDER BY a.pid";
 
+/// What session `$1` is waiting for, if anything: its lock request that is not
+/// granted, with one row per session blocking it (`pg_blocking_pids`: holders
+/// of a conflicting lock and sessions queued ahead for one), each with its mode
+/// on the same object (granted first). Columns: a holder's (`Holder::from_row`,
+/// NULL when none is named), then the locktype, the mode requested, the
+/// relation (also for a row wait: the relation of the tuple lock the waiter
+/// holds) and the transaction waited on. Read by `LockWait::from_rows`.
+pub(crate) const LOCK_WAIT: &str = "SELECT a.pid, a.application_name, a.usename::text, \
+     host(a.client_addr), a.backend_start, a.xact_start, a.state_change, a.state, a.query, \
+     (SELECT h.mode FROM pg_locks h WHERE h.pid = b.pid \
+       AND (h.locktype, h.database, h.relation, h.page, h.tuple, h.virtualxid, \
+            h.transactionid, h.classid, h.objid, h.objsubid) \
+       IS NOT DISTINCT FROM (w.locktype, w.database, w.relation, w.page, w.tuple, \
+            w.virtualxid, w.transactionid, w.classid, w.objid, w.objsubid) \
+       ORDER BY h.granted DESC LIMIT 1), \
+     w.locktype, w.mode, \
+     (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+       JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE c.oid = coalesce(w.relation, (SELECT t.relation FROM pg_locks t \
+         WHERE t.pid = w.pid AND t.locktype = 'tuple' AND t.granted LIMIT 1))), \
+     coalesce(w.transactionid::text, w.virtualxid) \
+     FROM pg_locks w \
+     LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid) ON true \
+     LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
+     WHERE NOT w.granted AND w.pid = $1 \
+     ORDER BY a.backend_start";
+
 /// Columns of a backend in `pg_stat_activity` (`a`), read by `Backend::from_row`
 /// starting at the given column.
 macro_rules! backend_columns {

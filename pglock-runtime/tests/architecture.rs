@@ -46,6 +46,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("lock::slot", 3),
     ("lock::timeout", 3),
     ("lock::txn", 3),
+    ("lock::waits", 3),
     ("lock::watchdog", 3),
     // 4, the scope executor.
     ("scope", 4),

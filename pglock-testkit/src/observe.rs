@@ -198,6 +198,27 @@ pub async fn table_reader(url: &str, application_name: &str, table: &str) -> (Cl
     (s, pid)
 }
 
+/// A blocker: a plain session named `application_name` that locked `table` in
+/// `mode` (`ACCESS EXCLUSIVE`, `SHARE`, …) in a transaction it keeps open, and
+/// its backend pid.
+///
+/// # Panics
+///
+/// When the session cannot connect or the lock is not granted.
+pub async fn table_locker(
+    url: &str,
+    application_name: &str,
+    table: &str,
+    mode: &str,
+) -> (Client, i32) {
+    let s = session(url, application_name).await;
+    let pid = backend_pid(&s).await;
+    s.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN {mode} MODE"))
+        .await
+        .expect("the locker locks the table");
+    (s, pid)
+}
+
 /// A blocker: a plain session named `application_name` holding the session-level
 /// advisory lock `key`, and its backend pid.
 ///

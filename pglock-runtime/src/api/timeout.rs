@@ -18,6 +18,32 @@ use crate::scope::{self, Spec};
 /// transaction the block opened. Inside a transaction block the setting is
 /// transaction-local, like `SET LOCAL`. Scopes nest.
 ///
+/// # What a statement that gives up waited for
+///
+/// PostgreSQL's error for a statement that hits the limit ("canceling statement
+/// due to lock timeout") names no relation and no session, and when it arrives the
+/// wait is over. So while the block runs, every third of the limit, pglock looks
+/// at what the scope connection is waiting for (its ungranted lock in `pg_locks`
+/// and `pg_blocking_pids`), from a session of the alias's pool that is free at
+/// that moment (never the scope connection, whose transaction the timeout aborts).
+/// A wait that times out lasts the whole limit, so it is seen. The driver's error,
+/// converted into a [`pglock_runtime::Error`](crate::Error) inside the block (the
+/// `?` of a block returning `Result<_, pglock_runtime::Error>`, or
+/// `pglock_runtime::Error::from(e)` where the block has an error type of its own),
+/// then names the relation ([`Error::relation`](crate::Error::relation), also for
+/// a row lock) and the sessions that blocked it
+/// ([`Error::holders`](crate::Error::holders), each with its lock mode):
+///
+/// ```text
+/// lock timeout (database alias `default`): canceling statement due to lock timeout,
+/// waiting for AccessShareLock on relation `public.orders`; held by pid 4242
+/// (application_name `psql`) from 10.0.0.7, idle in transaction for 31s, …
+/// ```
+///
+/// A block that ends within a third of its limit costs one timer. Nothing is
+/// named when no pooled session was free to look (a pool of one), behind a
+/// transaction pooler, or when the error is converted after the block ended.
+///
 /// ```no_run
 /// # async fn f() -> Result<(), pglock_runtime::Error> {
 /// use std::time::Duration;

@@ -11,4 +11,5 @@ pub(crate) mod schema;
 pub(crate) mod slot;
 pub(crate) mod timeout;
 pub(crate) mod txn;
+pub(crate) mod waits;
 pub(crate) mod watchdog;

@@ -60,6 +60,17 @@ impl Connection {
         Ok(Connection::new(alias, obj))
     }
 
+    /// Like [`checkout`](Connection::checkout), but only a connection that is
+    /// free now: it fails at once rather than queue behind other checkouts.
+    pub(crate) async fn checkout_free(alias: &str) -> Result<Connection, Error> {
+        registry::refuse_if_shutting_down(alias)?;
+        let alias = registry::alias(alias)?;
+        let obj = alias.get_free().await?;
+        let status = alias.status();
+        metrics::pool(&alias.name, status.open, status.idle);
+        Ok(Connection::new(alias, obj))
+    }
+
     fn new(alias: Arc<Alias>, obj: Pooled) -> Connection {
         Connection {
             shared: Arc::new(Shared {
@@ -113,6 +124,11 @@ impl Connection {
     /// The registry alias this connection belongs to.
     pub fn alias(&self) -> &str {
         &self.shared.alias.name
+    }
+
+    /// The alias's name, shareable.
+    pub(crate) fn alias_name(&self) -> Arc<str> {
+        self.shared.alias.name.clone()
     }
 
     /// Its alias's configuration.

@@ -45,6 +45,20 @@ pub(crate) fn current(alias: &str) -> Option<Connection> {
     find(top().as_ref(), alias)
 }
 
+/// The first `Some` that `f` returns for the caller's scope connections,
+/// innermost first.
+pub(crate) fn find_map<T>(mut f: impl FnMut(&Connection) -> Option<T>) -> Option<T> {
+    let top = top();
+    let mut cur = top.as_ref();
+    while let Some(frame) = cur {
+        if let Some(t) = f(&frame.conn) {
+            return Some(t);
+        }
+        cur = frame.parent.as_ref();
+    }
+    None
+}
+
 /// Runs `fut` with `conn` as the scope connection of its alias.
 pub(crate) async fn scoped<F: std::future::Future>(conn: Connection, fut: F) -> F::Output {
     let frame = Arc::new(Frame {

@@ -189,6 +189,10 @@ impl Alias {
             return None;
         }
         let id = handle.id();
+        if id == rt::handle().id() {
+            // pglock's own runtime (a task of it checking out): its pool is `pool`.
+            return None;
+        }
         let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = map.get(&id) {
             return Some(pool.clone());
@@ -214,15 +218,32 @@ impl Alias {
     /// otherwise) one driven by that runtime, else one driven by pglock's. See
     /// `Connection::checkout`, which wraps it.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Pooled, Error> {
+        self.get_with(false).await
+    }
+
+    /// Like [`get`](Alias::get), but only a session that is free now (idle, or a
+    /// new one within `max_size`): it never queues for one to come back.
+    pub(crate) async fn get_free(self: &Arc<Self>) -> Result<Pooled, Error> {
+        self.get_with(true).await
+    }
+
+    async fn get_with(self: &Arc<Self>, free_now: bool) -> Result<Pooled, Error> {
+        let get = |pool: Pool| async move {
+            let mut timeouts = pool.timeouts();
+            if free_now {
+                timeouts.wait = Some(std::time::Duration::ZERO);
+            }
+            pool.timeout_get(&timeouts).await
+        };
         // The pool's timers need a tokio runtime: the caller's when it can run
         // them, otherwise pglock's own.
         let obj = if let Some(pool) = self.caller_pool() {
-            pool.get().await
+            get(pool).await
         } else if rt::caller_runtime_usable() {
-            self.pool.get().await
+            get(self.pool.clone()).await
         } else {
-            let this = self.clone();
-            rt::spawn(async move { this.pool.get().await })
+            let pool = self.pool.clone();
+            rt::spawn(get(pool))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Pool, format!("checkout task failed: {e}")))?
         };

@@ -1,14 +1,17 @@
 //! pglock's record of one server session: its client, backend pid, the
 //! `lock_timeout` it was opened with, its prepared statements, whether it goes
-//! through a transaction pooler, and the checks its driver polls.
+//! through a transaction pooler, the checks its driver polls, and the lock wait
+//! last seen on it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Statement};
 
 use crate::error::Error;
+use crate::rows::LockWait;
 use crate::wire::driver::Checks;
 use crate::wire::tls::Connector;
 
@@ -33,6 +36,19 @@ pub(crate) struct Session {
     driver: tokio::task::JoinHandle<()>,
     /// The alias's TLS settings, for cancel requests.
     tls: Connector,
+    /// The lock wait a look-up of `lock/waits.rs` last saw on this session
+    /// (while a `lock_timeout` scope's body ran on it), for the error of the
+    /// statement that then hits the limit.
+    seen_wait: Mutex<Option<SeenWait>>,
+}
+
+/// A lock wait seen on a session, when, and for how long it may still be the
+/// wait that an error reports.
+#[derive(Debug)]
+pub(crate) struct SeenWait {
+    pub(crate) wait: LockWait,
+    pub(crate) at: Instant,
+    pub(crate) valid_for: Duration,
 }
 
 /// Backend pids of every connection this process has open through pglock (the
@@ -113,7 +129,24 @@ impl Session {
             checks,
             driver,
             tls,
+            seen_wait: Mutex::new(None),
         }
+    }
+
+    /// Records what a look-up saw this session wait for (`None`: not waiting).
+    pub(crate) fn record_wait(&self, seen: Option<SeenWait>) {
+        *self.seen_wait.lock().unwrap_or_else(|e| e.into_inner()) = seen;
+    }
+
+    /// Takes the lock wait last seen on this session, if it was seen recently
+    /// enough to be the one a statement just gave up.
+    pub(crate) fn take_recent_wait(&self) -> Option<LockWait> {
+        let seen = self
+            .seen_wait
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        (seen.at.elapsed() <= seen.valid_for).then_some(seen.wait)
     }
 
     /// Asks the server, in the background and over the alias's TLS settings,
