@@ -447,12 +447,10 @@ async fn all_blockers_ends_every_blocker() {
     );
     assert!(wait_until_gone(&obs, chain.report_pid).await);
     assert!(wait_until_gone(&obs, chain.migration_pid).await);
-    assert!(
-        finishes("the migration fails", chain.migration)
-            .await
-            .is_err(),
-        "the migration's session was terminated"
-    );
+    // The two signals are not one instant: the migration may get its lock, and
+    // finish, between the report's end and its own. Either way it is over, and
+    // its session is gone (above).
+    let _ = finishes("the migration ends", chain.migration).await;
     let reader = finishes("the reader reads", chain.reader).await;
     assert!(reader.is_ok(), "the reader read: {reader:?}");
     assert!(
