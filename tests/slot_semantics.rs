@@ -687,7 +687,7 @@ async fn xact_rolls_back_a_failed_body_but_keeps_its_run() {
         assert_eq!(rows_in(&obs, &table).await, rows_after, "{how}");
         let backend = *pid.lock().unwrap();
         assert_eq!(
-            backend_state(&obs, backend).await.as_deref(),
+            settled_state(&obs, backend).await.as_deref(),
             Some("idle"),
             "{how}: no transaction left open"
         );
@@ -704,7 +704,7 @@ async fn xact_rolls_back_a_failed_body_but_keeps_its_run() {
             .pglock();
         assert_eq!(e.kind(), ErrorKind::AlreadyRan, "{how}: {e:?}");
         assert_eq!(rows_in(&obs, &table).await, rows_after);
-        assert_eq!(backend_state(&obs, backend).await.as_deref(), Some("idle"));
+        assert_eq!(settled_state(&obs, backend).await.as_deref(), Some("idle"));
         assert!(advisory_rows(&obs, k).await.is_empty());
     }
     want.sort();

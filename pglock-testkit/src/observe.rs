@@ -99,6 +99,21 @@ pub async fn backend_state(obs: &Client, pid: i32) -> Option<String> {
         .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
 }
 
+/// Waits up to 10 s for backend `pid` to be `idle` (what it ran after the
+/// caller returned, such as a connection's return check, may still be on the
+/// wire); returns its last state.
+pub async fn settled_state(obs: &Client, pid: i32) -> Option<String> {
+    let mut state = backend_state(obs, pid).await;
+    for _ in 0..POLLS {
+        if state.as_deref() != Some("active") {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        state = backend_state(obs, pid).await;
+    }
+    state
+}
+
 /// Whether backend `pid` is gone from `pg_stat_activity`, now.
 pub async fn is_gone(obs: &Client, pid: i32) -> bool {
     backend_state(obs, pid).await.is_none()
