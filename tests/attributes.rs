@@ -652,10 +652,7 @@ async fn lock_timeout_bounds_a_wait_behind_a_local_holder() {
 fn unreachable_alias() -> &'static str {
     static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
+        let port = pglock_testkit::free_port();
         let config = pglock_runtime::Config::from_url(&format!(
             "postgres://nobody@127.0.0.1:{port}/none?connect_timeout=2"
         ))

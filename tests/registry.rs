@@ -137,11 +137,7 @@ async fn connect_failures_are_typed_and_name_the_alias() {
     assert_eq!(err.alias(), Some("nodb"));
 
     // Nothing listening: fails within the connect timeout, as a pool error.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pglock_testkit::free_port();
     register(
         "closed",
         Config::from_url(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
@@ -308,11 +304,7 @@ async fn a_huge_heartbeat_interval_is_clamped_not_a_panic_holding_the_lock() {
 async fn connect_errors_carry_their_cause() {
     // A loopback port nobody listens on: "connection refused", not just "error
     // connecting to server".
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pglock_testkit::free_port();
     register(
         "refused",
         Config::from_url(&format!("postgres://u@127.0.0.1:{port}/db")).unwrap(),

@@ -608,17 +608,52 @@ where
     outcome
 }
 
-/// The `outcome` label of a call whose lock was not taken (or whose body did
-/// not run).
+/// The `outcome` label (metrics) of a call whose lock was not taken (or whose
+/// body did not run).
 pub(crate) fn outcome_label(e: &Error) -> &'static str {
-    if e.is_busy() {
-        "busy"
-    } else if e.is_already_ran() {
-        "already_ran"
-    } else if e.is_timeout() {
-        "timed_out"
-    } else {
-        "failed"
+    NotRun::of(e).label()
+}
+
+/// Why a scope's body did not run, as the span and the metrics report it.
+#[derive(Clone, Copy)]
+enum NotRun {
+    Busy,
+    AlreadyRan,
+    TimedOut,
+    Failed,
+}
+
+impl NotRun {
+    fn of(e: &Error) -> NotRun {
+        if e.is_busy() {
+            NotRun::Busy
+        } else if e.is_already_ran() {
+            NotRun::AlreadyRan
+        } else if e.is_timeout() {
+            NotRun::TimedOut
+        } else {
+            NotRun::Failed
+        }
+    }
+
+    /// The metrics' `outcome` label.
+    fn label(self) -> &'static str {
+        match self {
+            NotRun::Busy => "busy",
+            NotRun::AlreadyRan => "already_ran",
+            NotRun::TimedOut => "timed_out",
+            NotRun::Failed => "failed",
+        }
+    }
+
+    /// The span's `pglock.outcome`.
+    fn words(self) -> &'static str {
+        match self {
+            NotRun::Busy => "busy",
+            NotRun::AlreadyRan => "already ran",
+            NotRun::TimedOut => "timed out",
+            NotRun::Failed => "not run",
+        }
     }
 }
 
@@ -738,17 +773,9 @@ fn record_outcome<R>(span: &tracing::Span, outcome: &Outcome<R>) {
     }
 }
 
-/// The outcome of a scope whose body did not run.
+/// The span's outcome of a scope whose body did not run.
 fn not_run(e: &Error) -> &'static str {
-    if e.is_busy() {
-        "busy"
-    } else if e.is_already_ran() {
-        "already ran"
-    } else if e.is_timeout() {
-        "timed out"
-    } else {
-        "not run"
-    }
+    NotRun::of(e).words()
 }
 
 /// `pglock.outcome` of an imperative acquisition.

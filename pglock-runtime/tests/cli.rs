@@ -646,11 +646,7 @@ async fn the_heartbeat_is_named_not_shown() {
 /// gave it, with the cause, not as a registry alias.
 #[tokio::test]
 async fn an_unreachable_database_is_explained_in_the_cli_users_words() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pglock_testkit::free_port();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pglock"))
         .env("DATABASE_URL", format!("postgres://u@127.0.0.1:{port}/db"))
         .output()

@@ -44,6 +44,16 @@ use std::sync::OnceLock;
 pub use cluster::{Cluster, APP_ROLE};
 pub use pgbouncer::PgBouncer;
 pub use proxy::PartitionProxy;
+
+/// A loopback port nobody listens on (at the time of asking): a server that
+/// refuses connections.
+///
+/// # Panics
+///
+/// When no loopback port can be bound.
+pub fn free_port() -> u16 {
+    host::free_port().unwrap_or_else(|e| panic!("{e}"))
+}
 pub use silent::SilentServer;
 pub use tls::{TestCerts, CERT_USER};
 pub use wait::within;
