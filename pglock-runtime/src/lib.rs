@@ -7,12 +7,14 @@
 // 0, the ground:
 mod error;
 mod key;
+mod leadership;
 mod metrics;
 mod rows;
 mod rt;
 mod run;
 mod slot;
 mod sql;
+mod term;
 // 1, one server session and the statements run on it:
 mod wire;
 // 2, aliases, pools, checked-out connections, the scope connection:
@@ -34,6 +36,7 @@ pub use api::private as __private;
 pub use pglock_macros::{advisory_lock, lock_timeout, prioritize};
 
 pub use api::advisory::{advisory, advisory_with, AdvisoryGuard, AdvisoryLock};
+pub use api::leader::{leader, Changes, Election, Leader, DEFAULT_GRACE, DEFAULT_RENEW_WAIT};
 pub use api::on_fail::{Raise, Skipped};
 pub use api::prioritize::{Prioritize, Prioritized};
 pub use api::schema::schema_sql;
@@ -43,8 +46,10 @@ pub use api::timeout::{lock_timeout, LockTimeout};
 pub use error::{Error, ErrorKind};
 pub use inspect::inspector::{inspect, Inspector, LockFilter};
 pub use inspect::runs::{runs, Runs};
+pub use inspect::terms::{terms, Terms};
 pub use inspect::tree::{blocking_tree, BlockingNode};
 pub use key::{KeyHash, KeyPart, LockKey, ToLockKey};
+pub use leadership::{Change, Revocation};
 pub use lock::timeout::MAX_LOCK_TIMEOUT;
 pub use lock::watchdog::{BlockerAction, PrioritizeAction};
 pub use pool::config::Config;
@@ -54,6 +59,7 @@ pub use pool::registry::{is_registered, pool_status, register, PoolStatus, DEFAU
 pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};
 pub use slot::{Slot, ToSlot};
+pub use term::Term;
 pub use wire::tls::SslMode;
 
 #[cfg(test)]
@@ -73,6 +79,7 @@ mod send_tests {
         assert_send(&crate::table_lock(["t"]).acquire());
         assert_send(&crate::connection());
         assert_send(&crate::inspect().locks(&crate::LockFilter::new()));
+        assert_send(&crate::terms().list());
         let plan = crate::__private::Plan::new("f").advisory(crate::LockKey::Int(1));
         assert_send(&crate::__private::raise(plan, async {
             Ok::<(), crate::Error>(())

@@ -430,7 +430,7 @@ fn quote_literal_body(s: &str) -> String {
 
 /// The version of pglock's own schema this release writes. Each entry of
 /// [`migrations`] takes the schema one version up.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// pglock's own schema, version by version: `migrations(s)[i]` takes it from
 /// version `i` to `i + 1`. Each step is idempotent (`IF NOT EXISTS`), so the
@@ -468,8 +468,60 @@ pub(crate) fn migrations(schema: &str) -> Vec<String> {
          \x20   first_seen timestamptz NOT NULL DEFAULT now(),\n\
          \x20   PRIMARY KEY (classid, objid, objsubid)\n\
          );"
+    ),
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s}.terms (\n\
+         \x20   classid oid NOT NULL,\n\
+         \x20   objid oid NOT NULL,\n\
+         \x20   objsubid int2 NOT NULL,\n\
+         \x20   name text NOT NULL UNIQUE,\n\
+         \x20   term bigint NOT NULL,\n\
+         \x20   backend_pid int,\n\
+         \x20   application_name text,\n\
+         \x20   host text,\n\
+         \x20   client_pid int,\n\
+         \x20   since timestamptz NOT NULL DEFAULT clock_timestamp(),\n\
+         \x20   PRIMARY KEY (classid, objid, objsubid)\n\
+         );\n\
+         CREATE OR REPLACE FUNCTION {s}.check_term(lock_name text, token bigint)\n\
+         RETURNS bigint LANGUAGE plpgsql AS $pglock$\n\
+         DECLARE current bigint;\n\
+         BEGIN\n\
+         \x20   SELECT t.term INTO current FROM {s}.terms t WHERE t.name = lock_name FOR SHARE;\n\
+         \x20   IF current IS DISTINCT FROM token THEN\n\
+         \x20       RAISE EXCEPTION 'pglock: fencing token % of \"%\" is not the current term (%)',\n\
+         \x20           token, lock_name, coalesce(current::text, 'none granted')\n\
+         \x20           USING ERRCODE = '{STALE_TERM_SQLSTATE}',\n\
+         \x20           HINT = 'the lock or leadership that issued this token was lost and granted \
+         again since: stop, and re-acquire before writing';\n\
+         \x20   END IF;\n\
+         \x20   RETURN current;\n\
+         END $pglock$;"
     )]
 }
+
+/// The SQLSTATE `check_term` raises for a stale fencing token.
+pub(crate) const STALE_TERM_SQLSTATE: &str = "PGF01";
+
+/// A leadership candidate's session, once: `read committed` whatever the role
+/// says (the term's upsert must see the latest term, not its snapshot's), the
+/// server noticing a vanished client while the candidate waits
+/// (`client_connection_check_interval`, PostgreSQL 14+), and the idle timers of
+/// [`SET_SERVER_TIMERS`] at `$1` (PostgreSQL 14+ for `idle_session_timeout`).
+pub(crate) const CANDIDATE_SETUP: &str = "SELECT set_config(v.name, v.value, false) \
+     FROM (VALUES ('default_transaction_isolation', 'read committed'), \
+       ('client_connection_check_interval', '1000'), ('idle_session_timeout', $1), \
+       ('idle_in_transaction_session_timeout', $1)) AS v(name, value) \
+     JOIN pg_settings s ON s.name = v.name";
+
+/// A leader's liveness check: its session is dedicated to the leadership, so a
+/// session that answers still holds the lock (nothing else can release it). No
+/// `pg_locks` read: the cost does not grow with the server's lock table.
+pub(crate) const LEADER_PING: &str = "/* pglock leader */ SELECT 1";
+
+/// Gives up every session-level advisory lock of the session (a resigning
+/// leader: its lock may be held twice, by the wait and by [`SchemaSql::take_term`]).
+pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
 
 /// The statements that create pglock's schema, up to [`SCHEMA_VERSION`], as one
 /// script for an administrator (`pglock schema`); `role`, when given, gets the
@@ -562,6 +614,20 @@ pub(crate) struct SchemaSql {
     /// The sessions holding advisory locks whose recorded name starts with `$1`:
     /// [`ADVISORY_HOLDERS`]' columns, then the name.
     pub(crate) held_with_prefix: String,
+    /// `[key kind]`: takes the lock with `pg_try_advisory_lock` (the key's
+    /// parameters first) and, if it was taken, the next term of the key:
+    /// parameters after the key's `n`: classid, objid, objsubid, name, host,
+    /// client pid. Returns the term, or no row when the lock was not taken.
+    /// Sent right behind a waiting lock statement, so that a grant and its term
+    /// come back in one round trip, and a wait that timed out takes no term.
+    pub(crate) take_term: [String; 2],
+    /// The next term of a key whose lock this session holds: `$1..$3` the key's
+    /// `pg_locks` ids, `$4` the name, `$5` host, `$6` client pid. Returns it.
+    pub(crate) next_term: String,
+    /// The terms granted so far (`$1` a name, or NULL for all), with whether
+    /// the session they were granted to still holds the lock: name, term,
+    /// backend pid, application name, host, client pid, since, holding.
+    pub(crate) terms: String,
 }
 
 impl SchemaSql {
@@ -668,6 +734,19 @@ impl SchemaSql {
                  JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE starts_with(n.name, $1) ORDER BY n.name, a.backend_start"
             ),
+            take_term: [
+                term_upsert(&s, "SELECT pg_try_advisory_lock($1) AS got", 1),
+                term_upsert(&s, "SELECT pg_try_advisory_lock($1, $2) AS got", 2),
+            ],
+            next_term: term_upsert(&s, "SELECT true AS got", 0),
+            terms: format!(
+                "SELECT t.name, t.term, t.backend_pid, t.application_name, t.host, t.client_pid, \
+                 t.since, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' \
+                   AND l.granted AND l.mode = 'ExclusiveLock' AND l.pid = t.backend_pid \
+                   AND l.classid = t.classid AND l.objid = t.objid AND l.objsubid = t.objsubid \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+                 FROM {s}.terms t WHERE $1::text IS NULL OR t.name = $1 ORDER BY t.name"
+            ),
         }
     }
 }
@@ -725,6 +804,30 @@ fn claim(s: &str, lock: &str, try_form: bool) -> String {
          LEFT JOIN LATERAL (SELECT * FROM {s}.runs r WHERE l.got AND c.attempt IS NULL \
            AND r.classid = {classid} AND r.objid = {objid} AND r.objsubid = {objsubid} \
            AND r.slot = s.slot LIMIT 1) p ON true"
+    )
+}
+
+/// The next term of a key, taken if `gate` (a one-row query with a boolean
+/// `got`, whose own parameters are the first `n`) says so: one more than the
+/// key's last term, or 1. In `read committed` the upsert's conflict arm sees the
+/// latest committed term even when the statement's snapshot is older, and the
+/// row lock serializes it with every `check_term` still in progress: a term is
+/// granted only after the writes checked against the one before it are done.
+fn term_upsert(s: &str, gate: &str, n: usize) -> String {
+    let p = |i: usize| format!("${}", n + i);
+    let (classid, objid, objsubid, name, host, pid) = (p(1), p(2), p(3), p(4), p(5), p(6));
+    format!(
+        "WITH l AS MATERIALIZED ({gate}) \
+         INSERT INTO {s}.terms AS t (classid, objid, objsubid, name, term, backend_pid, \
+           application_name, host, client_pid, since) \
+         SELECT {classid}::oid, {objid}::oid, {objsubid}::int2, {name}::text, 1, pg_backend_pid(), \
+           current_setting('application_name'), {host}::text, {pid}::int4, clock_timestamp() \
+         FROM l WHERE l.got \
+         ON CONFLICT (classid, objid, objsubid) DO UPDATE SET term = t.term + 1, \
+           name = excluded.name, backend_pid = excluded.backend_pid, \
+           application_name = excluded.application_name, host = excluded.host, \
+           client_pid = excluded.client_pid, since = excluded.since \
+         RETURNING t.term"
     )
 }
 

@@ -17,6 +17,8 @@ use crate::lock::heartbeat::Heartbeat;
 use crate::lock::names::{self, Name};
 use crate::lock::queue::Turn;
 use crate::lock::slot::SlotSpec;
+use crate::lock::{schema, terms};
+use crate::sql::SchemaSql;
 use crate::lock::txn::{in_transaction, Txn, Wait};
 use crate::metrics;
 use crate::pool::connection::Connection;
@@ -58,6 +60,8 @@ pub struct AdvisoryLock {
     job: Option<Cow<'static, str>>,
     /// The string the key was made from, recorded on first use.
     name: Option<Name>,
+    /// Take a fencing term with the lock.
+    fenced: bool,
 }
 
 impl fmt::Debug for AdvisoryLock {
@@ -120,6 +124,7 @@ impl AdvisoryLock {
             retry: false,
             job: None,
             name: None,
+            fenced: false,
         }
     }
 
@@ -224,6 +229,49 @@ impl AdvisoryLock {
         self
     }
 
+    /// Takes a fencing token with the lock: the next term of the lock's name
+    /// in pglock's schema, strictly greater than every token any holder of
+    /// this lock got before, read with [`AdvisoryGuard::fencing_token`]. Costs
+    /// one more statement per acquisition (none without it), and pglock's
+    /// schema (created on first use).
+    ///
+    /// Fencing matters when the work the lock protects is done *outside* the
+    /// lock's own session — files, other databases, other services: a holder
+    /// that lost the lock without noticing (a pause, a partition) may still be
+    /// writing when the next holder starts. Pass the token along with every
+    /// write and let the target reject an older one: in PostgreSQL with
+    /// `SELECT pglock.check_term('<name>', <token>)` in the writing
+    /// transaction (it fails with SQLSTATE `PGF01` unless the token is the
+    /// current term, and holds the next grant back until that transaction
+    /// ends), elsewhere by storing the highest token seen (`… WHERE
+    /// fence_token <= $token`). Writes on the lock's own session need no
+    /// token: they die with the session that held the lock.
+    ///
+    /// Exclusive locks only (a term orders holders one after another); not for
+    /// [`run`](AdvisoryLock::run), whose future cannot see the guard.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), pglock_runtime::Error> {
+    /// let guard = pglock_runtime::advisory("exports::daily").fenced().acquire().await?;
+    /// let token = guard.fencing_token().expect("asked for");
+    /// // write the export with `token`, and let the store refuse older tokens
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fenced(mut self) -> AdvisoryLock {
+        self.fenced = true;
+        self
+    }
+
+    /// The name terms of this lock are recorded under: the string it was made
+    /// from, else its key's number.
+    fn term_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.name.to_string(),
+            None => self.key.to_string(),
+        }
+    }
+
     /// Uses a registered database alias instead of `"default"`.
     pub fn using(mut self, alias: impl Into<Cow<'static, str>>) -> AdvisoryLock {
         self.alias = alias.into();
@@ -251,6 +299,12 @@ impl AdvisoryLock {
     }
 
     pub(crate) fn spec(&self) -> Result<Spec, Error> {
+        if self.fenced {
+            return Err(self.usage(
+                "`fenced()` gives its token to a guard: take the lock with `acquire()` and read \
+                 `guard.fencing_token()`",
+            ));
+        }
         if self.slot.is_some() && self.shared {
             return Err(self.usage(
                 "a slot has one run, and shared holders run together: drop `shared()` or the \
@@ -364,12 +418,23 @@ impl AdvisoryLock {
 
     async fn acquire_owned(&self) -> Result<AdvisoryGuard<'static>, Error> {
         self.check_no_slot()?;
+        if self.fenced && self.shared {
+            return Err(self.usage(
+                "a fencing token orders holders one after another, and shared holders hold \
+                 together: drop `shared()` or `fenced()`",
+            ));
+        }
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;
         if let Some(name) = &self.name {
             names::record(&conn, fresh, self.key, name).await?;
         }
         let exec = conn.exec();
+        let terms = if self.fenced {
+            Some(self.term_statements(&conn, fresh).await?)
+        } else {
+            None
+        };
         let txn = if self.xact {
             if fresh {
                 // `BEGIN` is sent below, together with the lock statement.
@@ -404,6 +469,13 @@ impl AdvisoryLock {
             Ok(_) => {
                 let mut guard = AdvisoryGuard::new(Target::Owned(conn), self, txn == Txn::Ours);
                 guard.turn = turn;
+                if let Some(statements) = terms {
+                    // Dropped on failure: the guard releases the lock.
+                    let token = terms::next(guard.exec(), statements, self.key, &self.term_name())
+                        .await
+                        .map_err(|e| e.with_alias(&self.alias))?;
+                    guard.fencing_token = Some(token);
+                }
                 Ok(guard)
             }
 
@@ -415,6 +487,34 @@ impl AdvisoryLock {
                 Err(e.with_lock_name(self.name.as_ref().map(|n| n.name.clone())))
             }
         }
+    }
+
+    /// pglock's schema statements for a fenced lock, installing the schema on
+    /// `conn` first where that is safe (outside a transaction block).
+    async fn term_statements(
+        &self,
+        conn: &Connection,
+        fresh: bool,
+    ) -> Result<&'static SchemaSql, Error> {
+        if let Some(known) = schema::known(&self.alias) {
+            return Ok(known);
+        }
+        if !fresh && in_transaction(conn.exec()).await? {
+            return Err(self.usage(
+                "a fenced lock needs pglock's schema, which this process has not seen yet, and \
+                 the scope connection is inside a transaction where it cannot be installed: take \
+                 one fenced lock outside any transaction first, or install the schema with \
+                 `pglock schema`",
+            ));
+        }
+        let config = conn.config();
+        schema::ready(
+            &self.alias,
+            config.schema_name(),
+            config.pg_config().get_user(),
+            conn.exec(),
+        )
+        .await
     }
 
     /// Like [`acquire`](AdvisoryLock::acquire), but `Ok(None)` when the lock is held
@@ -481,6 +581,12 @@ impl AdvisoryLock {
         txn: Txn,
     ) -> Result<AdvisoryGuard<'c>, Error> {
         self.check_no_slot()?;
+        if self.fenced {
+            return Err(self.usage(
+                "`fenced()` needs pglock's own connection (it installs pglock's schema and \
+                 records the term there): take the lock with `acquire()`",
+            ));
+        }
         // The caller's client is left alone: a clash is still caught.
         if let Some(Name {
             name,
@@ -539,6 +645,8 @@ pub struct AdvisoryGuard<'c> {
     turn: Option<Turn>,
     /// The `lock` label of its metrics, and when it was granted.
     held_since: Option<(String, std::time::Instant)>,
+    /// The term taken with a [`fenced`](AdvisoryLock::fenced) lock.
+    fencing_token: Option<u64>,
 }
 
 impl fmt::Debug for AdvisoryGuard<'_> {
@@ -570,7 +678,15 @@ impl<'c> AdvisoryGuard<'c> {
             own_txn,
             alias: lock.alias.clone(),
             held_since: Some((label, std::time::Instant::now())),
+            fencing_token: None,
         }
+    }
+
+    /// The fencing token of a [`fenced`](AdvisoryLock::fenced) lock: strictly
+    /// greater than every token an earlier holder of the lock got, anywhere in
+    /// the fleet. `None` unless asked for.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 
     /// The key held.

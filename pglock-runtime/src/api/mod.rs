@@ -4,6 +4,7 @@
 
 pub(crate) mod advisory;
 pub mod blocking;
+pub(crate) mod leader;
 pub(crate) mod on_fail;
 pub(crate) mod prioritize;
 #[doc(hidden)]

@@ -2,4 +2,5 @@
 
 pub(crate) mod inspector;
 pub(crate) mod runs;
+pub(crate) mod terms;
 pub(crate) mod tree;

@@ -164,7 +164,7 @@ pub(crate) fn already_ran(previous: PreviousRun, job: &str) -> Error {
 
 /// This machine's host name, recorded with each run (empty where it cannot be
 /// read).
-fn host() -> &'static str {
+pub(crate) fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

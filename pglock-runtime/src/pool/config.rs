@@ -440,6 +440,11 @@ impl Config {
         self
     }
 
+    /// Whether [`Config::transaction_pooling`] declares a transaction pooler.
+    pub(crate) fn declares_transaction_pooling(&self) -> bool {
+        self.transaction_pooling
+    }
+
     /// The underlying `tokio_postgres` configuration.
     pub fn pg_config(&self) -> &tokio_postgres::Config {
         &self.pg

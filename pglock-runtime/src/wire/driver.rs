@@ -25,6 +25,8 @@ pub(crate) struct Checks {
     wake: Arc<DriverWake>,
     /// The driver is gone (connection closed, or its runtime shut down).
     closed: AtomicBool,
+    /// Wakes [`Checks::closed`] waiters when the driver goes.
+    on_close: tokio::sync::Notify,
 }
 
 /// The waker the checks are polled with. A check becomes ready when the driver
@@ -71,6 +73,20 @@ impl Checks {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Resolves once the driver is gone: the socket is closed, and the server
+    /// has ended (or will end) the session with whatever it held.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.on_close.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Drops every pending check (they hold the connection: left in place, they
     /// would keep it, and themselves, alive for ever).
     fn close(&self) -> usize {
@@ -78,6 +94,7 @@ impl Checks {
         self.closed.store(true, Ordering::SeqCst);
         let left = std::mem::take(&mut *pending);
         drop(pending);
+        self.on_close.notify_waiters();
         left.len()
     }
 }
