@@ -22,10 +22,10 @@ use crate::leadership::{Change, Revocation};
 use crate::lock::heartbeat::server_timers;
 use crate::lock::{schema, terms};
 use crate::pool::registry;
+use crate::rt;
 use crate::sql::{self, SchemaSql};
 use crate::wire::exec::Exec;
 use crate::wire::session::Session;
-use crate::rt;
 
 /// A candidate's role, as its handles see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

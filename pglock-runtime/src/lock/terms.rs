@@ -105,7 +105,9 @@ pub(crate) async fn read(
     statements: &'static SchemaSql,
     name: Option<&str>,
 ) -> Result<Vec<Term>, Error> {
-    let rows = exec.query(&statements.terms, &[(&name, Type::TEXT)]).await?;
+    let rows = exec
+        .query(&statements.terms, &[(&name, Type::TEXT)])
+        .await?;
     Ok(rows.iter().map(Term::from_row).collect())
 }
 
