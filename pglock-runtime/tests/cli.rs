@@ -657,3 +657,37 @@ async fn an_unreachable_database_is_explained_in_the_cli_users_words() {
     assert!(stderr.contains("Connection refused"), "the cause: {stderr}");
     assert!(!stderr.contains("alias"), "no registry alias: {stderr}");
 }
+
+/// `pglock terms` shows who leads an election, from another process: the
+/// current term, held, with the leader's process id; a leadership given up
+/// reads as no longer held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pglock_terms_shows_the_current_leader() {
+    let url = pglock_testkit::shared_cluster().url();
+    pglock_runtime::register("cli-terms", pglock_runtime::Config::from_url(&url).unwrap()).unwrap();
+    let name = format!("cli::leader::{}", std::process::id());
+    let candidate = pglock_runtime::leader(name.clone())
+        .using("cli-terms")
+        .join()
+        .unwrap();
+    let term = within(20, "elected", candidate.elected()).await.unwrap();
+
+    let out = pglock(&["terms", &name, "--json"], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let terms = v["terms"].as_array().unwrap();
+    assert_eq!(terms.len(), 1, "{terms:?}");
+    assert_eq!(terms[0]["term"], term);
+    assert_eq!(terms[0]["holding"], true);
+    assert_eq!(terms[0]["client_pid"], std::process::id());
+
+    let out = pglock(&["terms"], None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("NAME"), "{}", out.stdout);
+    assert!(out.stdout.contains(&name), "{}", out.stdout);
+
+    candidate.leave().await;
+    let out = pglock(&["terms", &name, "--json"], None).await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    assert_eq!(v["terms"][0]["holding"], false, "{v}");
+}

@@ -51,9 +51,28 @@ enum Command {
     /// Recent runs of scheduled jobs (`once_per` / `slot`), and the slots of
     /// `once_per` jobs that ran on no instance.
     Runs(RunsOpts),
+    /// Leader elections and fenced locks: the last term of each name, who got
+    /// it, and whether that session still holds the lock (the current leader).
+    Terms(TermsOpts),
     /// Print the SQL that installs pglock's own schema, for a role that may not
     /// create it (`pglock schema | psql "$ADMIN_URL"`).
     Schema(SchemaOpts),
+}
+
+/// `pglock terms`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TermsOpts {
+    /// Only this election's (or fenced lock's) name.
+    pub(crate) name: Option<String>,
+    /// JSON output: `{"terms": [...]}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// pglock's schema, if not `pglock` (`Config::schema`).
+    #[arg(long, default_value = "pglock")]
+    pub(crate) schema: String,
+    /// Database to read; defaults to $DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
 }
 
 /// `pglock runs`.
@@ -218,6 +237,8 @@ pub(crate) enum View {
     Tree,
     /// The record of scheduled runs.
     Runs(RunsOpts),
+    /// The terms of elections and fenced locks.
+    Terms(TermsOpts),
     /// pglock's schema as SQL.
     Schema(SchemaOpts),
 }
@@ -232,6 +253,7 @@ impl Cli {
             Some(Command::Blocking(o)) => (View::Blocking, self.opts.merge(o)),
             Some(Command::Tree(o)) => (View::Tree, self.opts.merge(o)),
             Some(Command::Runs(r)) => (View::Runs(r), self.opts),
+            Some(Command::Terms(t)) => (View::Terms(t), self.opts),
             Some(Command::Schema(s)) => (View::Schema(s), self.opts),
         }
     }

@@ -9,6 +9,7 @@
 //! pglock 4242 4243 --terminate # terminate these backends (asks first)
 //! pglock blocking --json       # machine-readable
 //! pglock runs app::nightly     # runs of a scheduled job, and slots that ran nowhere
+//! pglock terms scheduler       # who leads the election `scheduler`, in which term
 //! pglock schema --role app     # the SQL that installs pglock's schema
 //! ```
 //!
@@ -21,6 +22,7 @@ mod args;
 mod json;
 mod render;
 mod runs;
+mod terms;
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -92,6 +94,16 @@ async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
             let runs = q.recent().await.map_err(|e| e.to_string())?;
             let missed = q.missed().await.map_err(|e| e.to_string())?;
             runs::print_runs(&runs, &missed, &r, width);
+            Ok(ExitCode::SUCCESS)
+        }
+        View::Terms(t) => {
+            connect(t.database_url.as_deref(), &t.schema)?;
+            let mut q = pglock_runtime::terms();
+            if let Some(name) = &t.name {
+                q = q.name(name.clone());
+            }
+            let all = q.list().await.map_err(|e| e.to_string())?;
+            terms::print_terms(&all, &t, width);
             Ok(ExitCode::SUCCESS)
         }
         View::Locks => {
