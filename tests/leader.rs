@@ -535,3 +535,64 @@ async fn failovers() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A leader cut off by a silent partition (no FIN, sockets open): it gives up
+/// when its liveness check goes unanswered for the answer deadline (3 s), and
+/// the server, whose idle timer on the leader's session is twice that, ends
+/// the session only afterwards — then the next candidate is elected. Two
+/// leaderships never overlap, even without the server being able to tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_gives_up_before_the_server_elects_the_next() {
+    setup_owned();
+    let cluster = pglock_testkit::shared_cluster();
+    let proxy = pglock_testkit::PartitionProxy::start(cluster.port()).expect("proxy starts");
+    let config = pglock_runtime::Config::from_url(&proxy.url_for(&cluster.url()))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1));
+    assert_eq!(config.answer_deadline(), Duration::from_secs(3));
+    pglock_runtime::register("leader-partitioned", config).unwrap();
+    let name = unique_name("partition");
+    let a = leader(name.clone())
+        .using("leader-partitioned")
+        .join()
+        .unwrap();
+    let term_a = within(20, "a elected", a.elected()).await.unwrap();
+    let b = leader(name.clone()).join().unwrap();
+    let obs = observer().await;
+    within(20, "b waits on the server", async {
+        while !advisory_rows(&obs, a.key())
+            .await
+            .iter()
+            .any(|r| !r.granted)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let a_change = stamped(a.changes());
+    let b_change = stamped(b.changes());
+    proxy.pause();
+    let cut = Instant::now();
+    let (revoked, revoked_at) = a_change.await.unwrap();
+    assert_eq!(
+        revoked,
+        Change::Revoked {
+            term: term_a,
+            reason: Revocation::NoAnswer(Duration::from_secs(3))
+        }
+    );
+    let (elected, elected_at) = b_change.await.unwrap();
+    let Change::Elected { term: term_b } = elected else {
+        panic!("b is elected: {elected:?}");
+    };
+    assert!(term_b > term_a);
+    assert!(revoked_at < elected_at, "a gave up before b was announced");
+    let (gave_up, took_over) = (revoked_at - cut, elected_at - cut);
+    println!("partitioned leader gave up after {gave_up:?}; next elected after {took_over:?}");
+    assert!(
+        gave_up >= Duration::from_secs(3),
+        "not before the deadline: {gave_up:?}"
+    );
+    b.leave().await;
+    a.leave().await;
+}
