@@ -70,6 +70,19 @@ async fn one_leader_resign_hands_over_and_terms_increase() {
     );
     assert_eq!(shown.client_pid, Some(std::process::id() as i32));
 
+    // The views name the leader's lock after the election, in another process too
+    // (the name is recorded in pglock's schema).
+    let shown = pglock_runtime::inspect()
+        .locks(&pglock_runtime::LockFilter::new().key(a.key()))
+        .await
+        .unwrap();
+    assert!(
+        shown
+            .iter()
+            .any(|l| l.granted && l.name.as_deref() == Some(name.as_str())),
+        "{shown:?}"
+    );
+
     let mut a_changes = a.changes();
     a.resign().await.unwrap();
     assert!(!a.is_leader());
@@ -595,4 +608,47 @@ async fn a_partitioned_leader_gives_up_before_the_server_elects_the_next() {
     );
     b.leave().await;
     a.leave().await;
+}
+
+/// The same from synchronous code: plain threads, no runtime of the caller's.
+#[test]
+fn the_blocking_api_elects_resigns_and_leaves() {
+    setup_owned();
+    let name = unique_name("blocking");
+    let a = leader(name.clone()).join().unwrap();
+    let term = a
+        .elected_blocking(Some(Duration::from_secs(20)))
+        .unwrap()
+        .expect("elected within 20 s");
+    let b = {
+        let name = name.clone();
+        std::thread::spawn(move || leader(name).join().unwrap())
+            .join()
+            .unwrap()
+    };
+    assert_eq!(
+        b.elected_blocking(Some(Duration::from_millis(300)))
+            .unwrap(),
+        None,
+        "b stands by while a leads"
+    );
+    let current = a.current_leader_blocking().unwrap().expect("a leads");
+    assert_eq!(current.term, term);
+    let mut changes = b.changes();
+    a.resign_blocking().unwrap();
+    let Some(Change::Elected { term: term_b }) = changes.next_blocking() else {
+        panic!("b is elected when a resigns");
+    };
+    assert!(term_b > term);
+    assert!(b.is_leader() && !a.is_leader());
+    b.leave_blocking();
+    assert_eq!(
+        changes.next_blocking(),
+        Some(Change::Revoked {
+            term: term_b,
+            reason: Revocation::Left
+        })
+    );
+    assert_eq!(changes.next_blocking(), None, "b left: no more changes");
+    a.leave_blocking();
 }

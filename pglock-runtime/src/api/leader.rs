@@ -171,8 +171,9 @@ impl Election {
             return Err(Error::pooler().with_alias(&self.alias));
         }
         let name: Arc<str> = Arc::from(self.name.as_ref());
-        if let Some(other) = names::intern(self.key, &name, self.hash).clash {
-            return Err(names::clash(self.key, &name, &other));
+        let label = names::intern(self.key, &name, self.hash);
+        if let Some(other) = &label.clash {
+            return Err(names::clash(self.key, &name, other));
         }
         let board = Board::new();
         let commands = candidate::start(
@@ -180,6 +181,7 @@ impl Election {
                 alias: alias.name.clone(),
                 key: self.key,
                 name: name.clone(),
+                label,
                 grace: self.grace,
                 renew: self.renew,
             },

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
 use crate::leadership::{Change, Revocation};
 use crate::lock::heartbeat::server_timers;
+use crate::lock::names::{self, Name};
 use crate::lock::{schema, terms};
 use crate::pool::registry;
 use crate::rt;
@@ -112,6 +113,9 @@ pub(crate) struct Campaign {
     pub(crate) alias: Arc<str>,
     pub(crate) key: LockKey,
     pub(crate) name: Arc<str>,
+    /// The name as a lock name, recorded so that the views show the leader's
+    /// lock under it.
+    pub(crate) label: Name,
     pub(crate) grace: Duration,
     pub(crate) renew: Duration,
 }
@@ -199,6 +203,15 @@ async fn open(c: &Campaign) -> Result<(Session, &'static SchemaSql), Error> {
         exec,
     )
     .await?;
+    match names::insert(exec, statements, c.key, &c.label).await {
+        Ok(Some(theirs)) if *theirs != *c.name => {
+            tracing::warn!(target: "pglock", alias = %c.alias, leadership = %c.name,
+                recorded = %theirs, key = %c.key,
+                "another name is recorded for this election's key: views show that one");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(target: "pglock", error = %e, "election name not recorded"),
+    }
     let timers = server_timers(config.answer_deadline());
     exec.query(sql::CANDIDATE_SETUP, &[(&timers, Type::TEXT)])
         .await?;

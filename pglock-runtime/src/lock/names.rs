@@ -156,7 +156,7 @@ pub(crate) async fn record(
 }
 
 /// The key's recorded name after the insert: ours, or the earlier one.
-async fn insert(
+pub(crate) async fn insert(
     exec: Exec<'_>,
     statements: &'static SchemaSql,
     key: LockKey,
