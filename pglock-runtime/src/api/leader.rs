@@ -473,10 +473,7 @@ impl Changes {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.role.wait_for(|r| matches!(r, Role::Ended(_))) => {
-                    return match self.rx.try_recv() {
-                        Ok(change) => Some(change),
-                        Err(_) => None,
-                    };
+                    return self.rx.try_recv().ok();
                 }
             }
         }

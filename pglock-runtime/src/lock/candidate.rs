@@ -268,16 +268,14 @@ async fn campaign_on(
         // a few milliseconds after the server granted the lock here.
         let grace = rt::sleep(c.grace);
         let mut grace = std::pin::pin!(grace);
-        let resigned = loop {
-            tokio::select! {
-                () = &mut grace => break None,
-                () = session.checks.closed() => return Ended::Lost,
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Resign(tx)) => break Some(tx),
-                    Some(Command::Leave(tx)) => return Ended::Leave(Some(tx)),
-                    None => return Ended::Leave(None),
-                },
-            }
+        let resigned = tokio::select! {
+            () = &mut grace => None,
+            () = session.checks.closed() => return Ended::Lost,
+            cmd = commands.recv() => match cmd {
+                Some(Command::Resign(tx)) => Some(tx),
+                Some(Command::Leave(tx)) => return Ended::Leave(Some(tx)),
+                None => return Ended::Leave(None),
+            },
         };
         if let Some(tx) = resigned {
             // Never announced: give the lock up and wait again.
