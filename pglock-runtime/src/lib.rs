@@ -54,6 +54,7 @@ pub use pool::registry::{is_registered, pool_status, register, PoolStatus, DEFAU
 pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};
 pub use slot::{Slot, ToSlot};
+pub use wire::pooler::Pooling;
 pub use wire::tls::SslMode;
 
 #[cfg(test)]

@@ -80,9 +80,18 @@ pub async fn simple_value(client: &Client, sql: &str) -> Option<String> {
     first_row(&messages)?.get(0).map(str::to_owned)
 }
 
-/// The backend pid of a session.
+/// The backend pid of a session, asked with the simple-query protocol: no
+/// prepared statement, so that it also works through a pooler whose server
+/// sessions carry other clients' statements.
+///
+/// # Panics
+///
+/// When the statement fails.
 pub async fn backend_pid(client: &Client) -> i32 {
-    query_value(client, "SELECT pg_backend_pid()").await
+    simple_value(client, "SELECT pg_backend_pid()")
+        .await
+        .and_then(|p| p.parse().ok())
+        .expect("a pid")
 }
 
 /// `SHOW lock_timeout` on a session.
