@@ -273,6 +273,56 @@ async fn xact_locks_work_behind_an_undeclared_transaction_pooler() {
     assert!(holders(&obs, k).await.is_empty());
 }
 
+/// The cancel key is read whatever the client's `sslmode`: behind a pooler that
+/// requires TLS of its clients (a plain session is refused: the sessions that
+/// work are encrypted), the pooler is still detected.
+#[tokio::test]
+async fn a_pooler_is_detected_over_tls() {
+    let pg = cluster();
+    let certs = pglock_testkit::TestCerts::generate().expect("certificates");
+    let bouncer = pg
+        .start_pgbouncer_tls("transaction", 2, &certs)
+        .expect("pgbouncer");
+    let obs = session(&pg.url(), "observer").await;
+    let ca = certs.ca().display().to_string();
+    let key = unique_key();
+    register(
+        "tls-pooler-disable",
+        Config::from_url(&format!("{}?sslmode=disable", bouncer.url())).unwrap(),
+    )
+    .unwrap();
+    let err = advisory(key)
+        .xact()
+        .using("tls-pooler-disable")
+        .acquire()
+        .await
+        .unwrap_err();
+    assert_ne!(
+        err.kind(),
+        ErrorKind::Pooler,
+        "refused by the pooler: {err}"
+    );
+    for (alias, params) in [
+        ("tls-pooler-require", "sslmode=require".to_owned()),
+        ("tls-pooler-prefer", "sslmode=prefer".to_owned()),
+        (
+            "tls-pooler-verify-ca",
+            format!("sslmode=verify-ca&sslrootcert={ca}"),
+        ),
+    ] {
+        let url = format!("{}?{params}", bouncer.url());
+        register(alias, Config::from_url(&url).unwrap()).unwrap();
+        let err = within(10, "refused", advisory(key).using(alias).acquire())
+            .await
+            .unwrap_err();
+        assert_says_how_to_declare(&err);
+        let g = advisory(key).xact().using(alias).acquire().await.unwrap();
+        assert_eq!(holders(&obs, LockKey::Int(key)).await.len(), 1, "{alias}");
+        g.commit().await.unwrap();
+    }
+    assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
+}
+
 /// A plain TCP forwarder (a container's port mapping) passes the server's
 /// cancel key on: no pooler, session locks work as on a direct connection.
 #[tokio::test]
