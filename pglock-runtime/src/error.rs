@@ -92,7 +92,10 @@ impl ErrorKind {
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Standby => "refusing to lock on a hot standby",
             ErrorKind::Pool => "no connection available",
-            ErrorKind::Pooler => "session-level state does not work behind a transaction pooler",
+            ErrorKind::Pooler => {
+                "session-level state does not work behind a transaction pooler (or a pooler of \
+                 undeclared mode)"
+            }
             ErrorKind::Usage => "invalid use",
             ErrorKind::AlreadyRan => "this slot already ran",
             ErrorKind::Permission => "permission denied",

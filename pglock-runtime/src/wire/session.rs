@@ -1,7 +1,7 @@
 //! pglock's record of one server session: its client, backend pid, the
-//! `lock_timeout` it was opened with, its prepared statements, whether it goes
-//! through a transaction pooler, the checks its driver polls, and the lock wait
-//! last seen on it.
+//! `lock_timeout` it was opened with, its prepared statements, what it goes
+//! through (the server itself or a pooler: its `wire/pooler.rs` route), the
+//! checks its driver polls, and the lock wait last seen on it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
