@@ -57,7 +57,8 @@ pub enum ErrorKind {
     /// `pool_mode = transaction`): consecutive statements run on different server
     /// sessions, so session-level state (session locks, a session `lock_timeout`)
     /// would not stay with it. Use transaction-level (`xact`) locks, or session
-    /// pooling.
+    /// pooling. Also a connection through a pooler whose mode is not declared
+    /// (see [`Pooling`](crate::Pooling)): the message says how to declare it.
     Pooler,
     /// An operation that the lock's kind does not allow, such as releasing a
     /// transaction-level lock by hand or taking one outside a transaction.
@@ -91,7 +92,10 @@ impl ErrorKind {
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Standby => "refusing to lock on a hot standby",
             ErrorKind::Pool => "no connection available",
-            ErrorKind::Pooler => "session-level state does not work behind a transaction pooler",
+            ErrorKind::Pooler => {
+                "session-level state does not work behind a transaction pooler (or a pooler of \
+                 undeclared mode)"
+            }
             ErrorKind::Usage => "invalid use",
             ErrorKind::AlreadyRan => "this slot already ran",
             ErrorKind::Permission => "permission denied",
@@ -168,6 +172,23 @@ impl Error {
              session-level lock would not stay with it and would exclude nobody reliably; use a \
              transaction-level lock (`xact`), or session pooling, and set \
              `Config::transaction_pooling(true)` for this alias",
+        )
+    }
+
+    /// A session-level lock or setting on a connection through a pooler whose
+    /// pool mode pglock cannot tell (`wire/pooler.rs`).
+    pub(crate) fn pooler_undeclared() -> Error {
+        Error::new(
+            ErrorKind::Pooler,
+            "this connection goes through a connection pooler (the server's cancel key was \
+             replaced by the pooler's), and pglock cannot tell whether it pools by session or \
+             by transaction; behind a transaction pooler (PgBouncer `pool_mode = transaction`) a \
+             session-level lock would not stay with the connection and would exclude nobody \
+             reliably, so it is refused. Transaction-level locks (`xact`) work either way. \
+             Declare the pooler's mode for this alias: \
+             `Config::pooling(pglock_runtime::Pooling::Session)` if it keeps one server session \
+             per client (`pool_mode = session`; session locks then work), or \
+             `Config::transaction_pooling(true)` if it pools by transaction",
         )
     }
 

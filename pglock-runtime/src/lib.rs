@@ -60,6 +60,7 @@ pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};
 pub use slot::{Slot, ToSlot};
 pub use term::Term;
+pub use wire::pooler::Pooling;
 pub use wire::tls::SslMode;
 
 #[cfg(test)]

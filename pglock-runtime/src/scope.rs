@@ -264,7 +264,7 @@ impl Active {
             let value = timeout::validate(value)?;
             if exec.behind_pooler() && !self.own_txn && !in_transaction(exec).await? {
                 // A session setting would stay on whichever server session ran it.
-                return Err(Error::pooler());
+                return Err(exec.pooler_refusal());
             }
             self.applied = Some(timeout::apply(&self.conn, &value).await?);
         }

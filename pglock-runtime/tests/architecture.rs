@@ -27,6 +27,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("wire", 1),
     ("wire::driver", 1),
     ("wire::exec", 1),
+    ("wire::pooler", 1),
     ("wire::send_now", 1),
     ("wire::session", 1),
     ("wire::tls", 1),

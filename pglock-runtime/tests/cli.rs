@@ -5,8 +5,8 @@
 use std::process::Stdio;
 
 use pglock_testkit::observe::{
-    backend_pid, blocking_chain, blocking_pids, is_gone, query_value, session, wait_until_blocked,
-    wait_until_gone, wait_until_query_starts_with,
+    backend_pid, blocking_chain, blocking_pids, is_gone, parallel_reader, query_value, session,
+    wait_until_blocked, wait_until_gone, wait_until_query_starts_with,
 };
 use pglock_testkit::within;
 use serde_json::Value;
@@ -690,4 +690,80 @@ async fn pglock_terms_shows_the_current_leader() {
     let out = pglock(&["terms", &name, "--json"], None).await;
     let v: Value = serde_json::from_str(&out.stdout).expect("valid JSON");
     assert_eq!(v["terms"][0]["holding"], false, "{v}");
+}
+
+/// Issue 15.16: `--terminate` in the locks view acted on every session shown,
+/// parallel workers (and autovacuum workers, WAL senders) included. Only client
+/// backends are acted on unless `--any-backend`; the others are listed as left
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_acts_on_client_backends_only_unless_asked() {
+    let url = pglock_testkit::shared_cluster().url();
+    let obs = session(&url, "cli-observer").await;
+    obs.batch_execute("CREATE TABLE cli_par (x int); INSERT INTO cli_par VALUES (1)")
+        .await
+        .unwrap();
+    let (query, leader, worker) = parallel_reader(&url, &obs, "cli-parallel", "cli_par", 60).await;
+    let left_alone = |worker: i32| {
+        format!(
+            "Left alone: 1 session ({worker}, parallel worker), not a client backend; \
+             --any-backend includes it.\n"
+        )
+    };
+
+    // Only the worker shown: nothing to act on, and both live on.
+    let w = worker.to_string();
+    let out = pglock(&["locks", &w, "--terminate", "--yes"], None).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&left_alone(worker))
+            && out.stderr.contains("No sessions to terminate.\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(!is_gone(&obs, worker).await && !is_gone(&obs, leader).await);
+
+    // The table's locks: the leader is terminated, the worker left alone.
+    let out = pglock(
+        &["locks", "--relation", "cli_par", "--terminate", "--yes"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("Will terminate 1 session:\n")
+            && out.stderr.contains(&format!("  {leader} [cli-parallel]"))
+            && out.stderr.contains(&left_alone(worker))
+            && out.stderr.contains("Terminated 1 session.\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(wait_until_gone(&obs, leader).await, "the leader is gone");
+    let ended = within(10, "the leader's query ends", query).await.unwrap();
+    assert!(ended.is_err(), "the leader's session was terminated");
+
+    // Asked for: the worker is terminated, and its leader's query fails with it
+    // (its session may end too).
+    let (query, _, worker) = parallel_reader(&url, &obs, "cli-parallel", "cli_par", 60).await;
+    let w = worker.to_string();
+    let out = pglock(
+        &["locks", &w, "--terminate", "--any-backend", "--yes"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("Terminated 1 session.\n") && !out.stderr.contains("Left alone"),
+        "{}",
+        out.stderr
+    );
+    assert!(wait_until_gone(&obs, worker).await, "the worker is gone");
+    let ended = within(10, "the leader's query ends", query).await.unwrap();
+    assert!(ended.is_err(), "the query lost its worker");
+
+    let out = pglock(&["locks", "--any-backend"], None).await;
+    assert_ne!(
+        out.code, 0,
+        "--any-backend goes with --cancel or --terminate"
+    );
 }

@@ -19,7 +19,8 @@
 //! The modules, one concept each:
 //!
 //! - [`Cluster`]: `initdb`, start, stop, restart, standbys;
-//! - [`PgBouncer`]: a pooler in front of a cluster ([`Cluster::start_pgbouncer`]);
+//! - [`PgBouncer`]: a pooler in front of a cluster ([`Cluster::start_pgbouncer`],
+//!   with TLS for its clients: [`Cluster::start_pgbouncer_tls`]);
 //! - [`PartitionProxy`]: a loopback forwarder that pauses (a silent
 //!   partition), resumes and cuts connections;
 //! - [`SilentServer`]: a loopback listener that accepts and never answers;

@@ -80,9 +80,18 @@ pub async fn simple_value(client: &Client, sql: &str) -> Option<String> {
     first_row(&messages)?.get(0).map(str::to_owned)
 }
 
-/// The backend pid of a session.
+/// The backend pid of a session, asked with the simple-query protocol: no
+/// prepared statement, so that it also works through a pooler whose server
+/// sessions carry other clients' statements.
+///
+/// # Panics
+///
+/// When the statement fails.
 pub async fn backend_pid(client: &Client) -> i32 {
-    query_value(client, "SELECT pg_backend_pid()").await
+    simple_value(client, "SELECT pg_backend_pid()")
+        .await
+        .and_then(|p| p.parse().ok())
+        .expect("a pid")
 }
 
 /// `SHOW lock_timeout` on a session.
@@ -211,6 +220,68 @@ pub async fn table_reader(url: &str, application_name: &str, table: &str) -> (Cl
         .await
         .expect("the reader reads the table");
     (s, pid)
+}
+
+/// A session that is not a client backend holding a lock: a plain session named
+/// `application_name` runs a query on `table` (which must have a row) in a
+/// parallel worker for `seconds` (`force_parallel_mode`, called
+/// `debug_parallel_query` from PostgreSQL 16; the leader does not scan), and
+/// once the worker holds `AccessShareLock` on `table`: the query's task, the
+/// leader's pid and the worker's pid.
+///
+/// # Panics
+///
+/// When the session cannot connect, or no parallel worker locks `table` within
+/// 10 s.
+pub async fn parallel_reader(
+    url: &str,
+    obs: &Client,
+    application_name: &str,
+    table: &str,
+    seconds: u32,
+) -> (
+    tokio::task::JoinHandle<Result<Client, tokio_postgres::Error>>,
+    i32,
+    i32,
+) {
+    let s = session(url, application_name).await;
+    let leader = backend_pid(&s).await;
+    let newer: bool = simple_value(
+        &s,
+        "SELECT current_setting('server_version_num')::int >= 160000",
+    )
+    .await
+    .is_some_and(|v| v == "t");
+    let force = if newer {
+        "debug_parallel_query"
+    } else {
+        "force_parallel_mode"
+    };
+    s.batch_execute(&format!(
+        "SET {force} = on; SET parallel_leader_participation = off; \
+         SET max_parallel_workers_per_gather = 1"
+    ))
+    .await
+    .expect("parallel settings");
+    let sql = format!("SELECT count(*) FROM {table} WHERE pg_sleep({seconds}) IS NOT NULL");
+    let task = tokio::spawn(async move { s.batch_execute(&sql).await.map(|()| s) });
+    for _ in 0..POLLS {
+        let worker: Option<i32> = obs
+            .query_opt(
+                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.relation = $1::text::regclass AND a.backend_type = 'parallel worker' \
+                 AND a.leader_pid = $2",
+                &[&table, &leader],
+            )
+            .await
+            .expect("pg_locks query")
+            .map(|r| r.get(0));
+        if let Some(worker) = worker {
+            return (task, leader, worker);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("no parallel worker of {leader} locked {table}");
 }
 
 /// A blocker: a plain session named `application_name` that locked `table` in

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::host::{free_port, postgres_ids};
 use crate::reaper::Reaper;
+use crate::tls::{copy_private, TestCerts};
 use crate::wait::wait_until;
 use crate::{err, Cluster, HarnessError};
 
@@ -64,6 +65,33 @@ impl Cluster {
         pool_mode: &str,
         pool_size: u32,
     ) -> Result<PgBouncer, HarnessError> {
+        self.start_pgbouncer_with(pool_mode, pool_size, None)
+    }
+
+    /// Like [`start_pgbouncer`](Cluster::start_pgbouncer), with TLS required of
+    /// its clients (`client_tls_sslmode = require`, the server certificate of
+    /// `certs`); it talks to the cluster without TLS, so the cluster must
+    /// accept that (not [`Cluster::start_tls`]'s).
+    ///
+    /// # Errors
+    ///
+    /// When pgbouncer is not installed, the certificates cannot be copied, or
+    /// it does not start listening.
+    pub fn start_pgbouncer_tls(
+        &self,
+        pool_mode: &str,
+        pool_size: u32,
+        certs: &TestCerts,
+    ) -> Result<PgBouncer, HarnessError> {
+        self.start_pgbouncer_with(pool_mode, pool_size, Some(certs))
+    }
+
+    fn start_pgbouncer_with(
+        &self,
+        pool_mode: &str,
+        pool_size: u32,
+        certs: Option<&TestCerts>,
+    ) -> Result<PgBouncer, HarnessError> {
         let exe = find_pgbouncer()?;
         let dir = self
             .dir
@@ -71,12 +99,30 @@ impl Cluster {
         std::fs::create_dir_all(&dir)
             .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         let port = free_port()?;
+        let mut tls = String::new();
+        if let Some(certs) = certs {
+            copy_private(
+                &certs.server_cert(),
+                &dir.join("server.crt"),
+                self.as_postgres,
+            )?;
+            copy_private(
+                &certs.server_key(),
+                &dir.join("server.key"),
+                self.as_postgres,
+            )?;
+            tls = format!(
+                "client_tls_sslmode = require\nclient_tls_cert_file = {d}/server.crt\n\
+                 client_tls_key_file = {d}/server.key\n",
+                d = dir.display()
+            );
+        }
         let ini = format!(
             "[databases]\n* = host=127.0.0.1 port={pg}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
              listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/userlist.txt\n\
              pool_mode = {pool_mode}\ndefault_pool_size = {pool_size}\nmax_client_conn = 200\n\
              ignore_startup_parameters = extra_float_digits,options\n\
-             logfile = {dir}/pgbouncer.log\nserver_reset_query =\n",
+             logfile = {dir}/pgbouncer.log\nserver_reset_query =\n{tls}",
             pg = self.port(),
             dir = dir.display(),
         );

@@ -229,7 +229,7 @@ fn configure_tls(cluster: &Cluster, certs: &TestCerts) -> Result<(), HarnessErro
 /// Copies a file into the data directory, readable by its owner only (the
 /// server refuses a key others can read), owned by `postgres` when the server
 /// runs as that user.
-fn copy_private(from: &Path, to: &Path, as_postgres: bool) -> Result<(), HarnessError> {
+pub(crate) fn copy_private(from: &Path, to: &Path, as_postgres: bool) -> Result<(), HarnessError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::copy(from, to).map_err(|e| {
         err(format!(

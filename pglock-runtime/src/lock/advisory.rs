@@ -144,7 +144,7 @@ pub(crate) fn sent_at_once(
     };
     let sql = around.claim.map_or(plain, |c| c.statement(k, x, form));
     exec.session()
-        .is_none_or(|s| s.behind_pooler() || s.cached(sql).is_some())
+        .is_none_or(|s| !s.prepares() || s.cached(sql).is_some())
 }
 
 /// Takes the lock. On a waiting acquisition whose future is dropped, the server-side
@@ -171,7 +171,7 @@ pub(crate) async fn lock(
     let (k, x, s) = (p.kind(), usize::from(xact), usize::from(shared));
     debug_assert!(claim.is_none() || !shared, "slots take exclusive locks");
     if !xact && exec.behind_pooler() {
-        return Err(Error::pooler());
+        return Err(exec.pooler_refusal());
     }
     // Session-level statements only take the lock on the session the connection
     // was opened on (see `sql::LOCK`).

@@ -193,7 +193,10 @@ async fn open(c: &Campaign) -> Result<(Session, &'static SchemaSql), Error> {
     let config = alias.config();
     let session = registry::dedicated_session(&c.alias).await?;
     if session.behind_pooler() {
-        return Err(Error::pooler().with_alias(&c.alias));
+        // A leader holds a session lock: refused behind a transaction pooler,
+        // and behind a pooler of undeclared mode (the message says how to
+        // declare it); the campaign warns and tries again.
+        return Err(session.pooler_refusal().with_alias(&c.alias));
     }
     let exec = Exec::on(&session);
     let statements = schema::ready(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::pool::conninfo;
+use crate::wire::pooler::Pooling;
 use crate::wire::tls::{Connector, SslMode, TlsSettings};
 
 /// The schema pglock keeps its own tables in unless [`Config::schema`] says
@@ -32,7 +33,7 @@ pub struct Config {
     pub(super) connect_timeout: Duration,
     pub(super) allow_standby: bool,
     pub(super) heartbeat: Option<Duration>,
-    pub(super) transaction_pooling: bool,
+    pub(super) pooling: Pooling,
     pub(super) pipelined_release: bool,
     pub(super) drive_on_caller_runtime: bool,
     pub(super) schema: String,
@@ -68,7 +69,7 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("allow_standby", &self.allow_standby)
             .field("heartbeat", &self.heartbeat)
-            .field("transaction_pooling", &self.transaction_pooling)
+            .field("pooling", &self.pooling)
             .field("pipelined_release", &self.pipelined_release)
             .field("drive_on_caller_runtime", &self.drive_on_caller_runtime)
             .field("schema", &self.schema)
@@ -125,7 +126,7 @@ impl Config {
             connect_timeout,
             allow_standby: false,
             heartbeat: Some(Duration::from_secs(1)),
-            transaction_pooling: false,
+            pooling: Pooling::Detect,
             pipelined_release: true,
             drive_on_caller_runtime: true,
             schema: DEFAULT_SCHEMA.to_owned(),
@@ -365,15 +366,63 @@ impl Config {
     }
 
     /// Declares that the alias connects through a transaction-pooling proxy
-    /// (PgBouncer `pool_mode = transaction`). pglock then uses unnamed statements
-    /// only, refuses session-level locks and session `lock_timeout` scopes with
-    /// [`ErrorKind::Pooler`] (they would not stay with the connection), and keeps
-    /// transaction-level (`xact`) locks and table locks working. Without it, pglock
-    /// detects the proxy when a session lock or one of its prepared statements lands
-    /// on another server session, and fails the same way.
-    pub fn transaction_pooling(mut self, on: bool) -> Config {
-        self.transaction_pooling = on;
+    /// (PgBouncer `pool_mode = transaction`): `pooling(Pooling::Transaction)`,
+    /// and `false` is `pooling(Pooling::Detect)`, the default. pglock then uses
+    /// unnamed statements only, refuses session-level locks and session
+    /// `lock_timeout` scopes with [`ErrorKind::Pooler`] (they would not stay
+    /// with the connection), and keeps transaction-level (`xact`) locks and
+    /// table locks working.
+    ///
+    /// Undeclared, pglock notices a pooler when it connects (the cancel key the
+    /// client gets is the pooler's, not the server's) and behaves the same,
+    /// with a message that says how to declare the mode; see [`Pooling`].
+    ///
+    /// ```
+    /// use pglock_runtime::{Config, Pooling};
+    ///
+    /// let config = Config::from_url("postgres://app@127.0.0.1:6432/app")?
+    ///     .transaction_pooling(true);
+    /// assert_eq!(config.get_pooling(), Pooling::Transaction);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn transaction_pooling(self, on: bool) -> Config {
+        self.pooling(if on {
+            Pooling::Transaction
+        } else {
+            Pooling::Detect
+        })
+    }
+
+    /// Declares what the alias's connections go through ([`Pooling`]):
+    /// `Detect` (the default) looks at each new connection; `Session` allows
+    /// session-level locks behind a pooler in session mode; `Transaction` is
+    /// [`Config::transaction_pooling(true)`](Config::transaction_pooling).
+    ///
+    /// ```
+    /// use pglock_runtime::{Config, Pooling};
+    ///
+    /// // PgBouncer with `pool_mode = session` in front of the database.
+    /// let config = Config::from_url("postgres://app@127.0.0.1:6432/app")?
+    ///     .pooling(Pooling::Session);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn pooling(mut self, pooling: Pooling) -> Config {
+        self.pooling = pooling;
         self
+    }
+
+    /// What the alias's connections are declared to go through
+    /// ([`Config::pooling`]).
+    ///
+    /// ```
+    /// use pglock_runtime::{Config, Pooling};
+    ///
+    /// let config = Config::from_url("postgres://app@127.0.0.1/app")?;
+    /// assert_eq!(config.get_pooling(), Pooling::Detect);
+    /// # Ok::<(), pglock_runtime::Error>(())
+    /// ```
+    pub fn get_pooling(&self) -> Pooling {
+        self.pooling
     }
 
     /// Releases the session lock of an annotated call (or [`AdvisoryLock::run`])
@@ -442,7 +491,7 @@ impl Config {
 
     /// Whether [`Config::transaction_pooling`] declares a transaction pooler.
     pub(crate) fn declares_transaction_pooling(&self) -> bool {
-        self.transaction_pooling
+        self.pooling == Pooling::Transaction
     }
 
     /// The underlying `tokio_postgres` configuration.

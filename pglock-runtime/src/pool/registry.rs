@@ -11,6 +11,7 @@ use crate::error::{Error, ErrorKind};
 use crate::pool::config::Config;
 use crate::wire::driver::{self, Checks};
 use crate::wire::exec::first_row;
+use crate::wire::pooler::{self, Pooling, Route};
 use crate::wire::session::Session;
 use crate::wire::tls::{self, Connector};
 use crate::{rt, sql};
@@ -380,14 +381,14 @@ async fn open(
 ) -> Result<Session, Error> {
     let pg = config.pg.clone();
     let allow_standby = config.allow_standby;
-    let behind_pooler = config.transaction_pooling;
+    let pooling = config.pooling;
     let name = alias.clone();
     let connector = tls.clone();
     let bound = config.connect_timeout;
     let bounded = async move {
         // Boxed: a connect is rare, and its future is large (every checkout's
         // future would carry it).
-        let connecting = Box::pin(connect(pg, connector, &name, allow_standby, behind_pooler));
+        let connecting = Box::pin(connect(pg, connector, &name, allow_standby, pooling));
         tokio::time::timeout(bound, connecting)
             .await
             .unwrap_or_else(|_| {
@@ -432,7 +433,7 @@ async fn connect(
     tls: Connector,
     alias: &str,
     allow_standby: bool,
-    behind_pooler: bool,
+    pooling: Pooling,
 ) -> Result<(Session, bool), Error> {
     let (make_tls, encrypted) = tls.for_session();
     let (client, connection) = pg
@@ -463,15 +464,19 @@ async fn connect(
         )
         .with_alias(alias));
     }
-    let session = Session::new(
-        client,
-        pid,
-        base_lock_timeout,
-        behind_pooler,
-        checks,
-        driver,
-        tls,
-    );
+    // A pooler in between gave the client a cancel key of its own; the server
+    // itself, or a plain forwarder, the server's. No I/O (see `wire/pooler.rs`).
+    let key_pid = pooler::cancel_key_pid(&client).await;
+    let route = Route::of(pooling, key_pid, pid);
+    if key_pid.is_none() {
+        tracing::debug!(target: "pglock", alias,
+            "could not read the cancel key of a new session: no pooler detection");
+    }
+    if route != Route::Direct {
+        tracing::debug!(target: "pglock", alias, pid, ?route,
+            "the new session goes through a connection pooler");
+    }
+    let session = Session::new(client, pid, base_lock_timeout, route, checks, driver, tls);
     Ok((session, encrypted.get()))
 }
 

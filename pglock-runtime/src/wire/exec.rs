@@ -53,6 +53,14 @@ impl<'a> Exec<'a> {
         self.session.is_some_and(Session::behind_pooler)
     }
 
+    /// What a session-level lock or setting is refused with behind a pooler
+    /// (on a caller's client, of which pglock knows nothing, never called:
+    /// [`behind_pooler`](Exec::behind_pooler) is false there).
+    pub(crate) fn pooler_refusal(&self) -> Error {
+        self.session
+            .map_or_else(Error::pooler, Session::pooler_refusal)
+    }
+
     /// Records that the connection goes through a transaction pooler.
     pub(crate) fn mark_behind_pooler(&self) {
         if let Some(s) = self.session {
@@ -66,7 +74,7 @@ impl<'a> Exec<'a> {
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, Error> {
         match self.session {
-            Some(session) if !session.behind_pooler() => {
+            Some(session) if session.prepares() => {
                 let stmt = session.statement(sql).await?;
                 let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
                 self.client.query(&stmt, &values).await.map_err(|e| {

@@ -3,6 +3,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod exec;
+pub(crate) mod pooler;
 pub(crate) mod send_now;
 pub(crate) mod session;
 pub(crate) mod tls;

@@ -1,7 +1,7 @@
 //! pglock's record of one server session: its client, backend pid, the
-//! `lock_timeout` it was opened with, its prepared statements, whether it goes
-//! through a transaction pooler, the checks its driver polls, and the lock wait
-//! last seen on it.
+//! `lock_timeout` it was opened with, its prepared statements, what it goes
+//! through (the server itself or a pooler: its `wire/pooler.rs` route), the
+//! checks its driver polls, and the lock wait last seen on it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Statement};
 use crate::error::Error;
 use crate::rows::LockWait;
 use crate::wire::driver::Checks;
+use crate::wire::pooler::{Route, RouteCell};
 use crate::wire::tls::Connector;
 
 /// An open connection and what pglock knows about its server session.
@@ -26,9 +27,10 @@ pub(crate) struct Session {
     /// back to the pool only with this value.
     pub(crate) base_lock_timeout: String,
     statements: Mutex<HashMap<&'static str, Statement>>,
-    /// Behind a transaction pooler (declared, or detected): no prepared
-    /// statements, no session-level state.
-    behind_pooler: AtomicBool,
+    /// What it goes through (`wire/pooler.rs`): the server itself, or a
+    /// pooler, declared or detected; behind a pooler no prepared statements,
+    /// and no session-level state unless it is declared to pool by session.
+    route: RouteCell,
     /// The server's idle timers are set on it (`sql::SET_SERVER_TIMERS`).
     server_timers: AtomicBool,
     /// Checks the driver polls (pipelined releases, return checks).
@@ -101,7 +103,7 @@ impl Session {
         client: Client,
         pid: i32,
         base_lock_timeout: String,
-        behind_pooler: bool,
+        route: Route,
         checks: Arc<Checks>,
         driver: tokio::task::JoinHandle<()>,
         tls: Connector,
@@ -124,7 +126,7 @@ impl Session {
             pid,
             base_lock_timeout,
             statements: Mutex::new(HashMap::new()),
-            behind_pooler: AtomicBool::new(behind_pooler),
+            route: RouteCell::new(route),
             server_timers: AtomicBool::new(false),
             checks,
             driver,
@@ -173,16 +175,32 @@ impl Session {
         self.server_timers.store(on, Ordering::Relaxed);
     }
 
-    /// Whether this connection goes through a transaction pooler.
+    /// Whether session-level state may not stay with this connection: it goes
+    /// through a transaction pooler, or a pooler whose mode is not declared.
     pub(crate) fn behind_pooler(&self) -> bool {
-        self.behind_pooler.load(Ordering::Relaxed)
+        !self.route.get().keeps_session_state()
+    }
+
+    /// Whether pglock prepares named statements on this session (not behind
+    /// any pooler).
+    pub(crate) fn prepares(&self) -> bool {
+        self.route.get().prepares()
+    }
+
+    /// What a session-level lock or setting is refused with here (see
+    /// [`behind_pooler`](Session::behind_pooler)).
+    pub(crate) fn pooler_refusal(&self) -> Error {
+        match self.route.get() {
+            Route::UnknownPooler => Error::pooler_undeclared(),
+            _ => Error::pooler(),
+        }
     }
 
     /// Records that this connection turned out to go through a transaction pooler.
     pub(crate) fn mark_behind_pooler(&self) {
         tracing::warn!(target: "pglock", pid = self.pid,
             "this connection goes through a transaction-pooling proxy: its server session changes between statements");
-        self.behind_pooler.store(true, Ordering::Relaxed);
+        self.route.set(Route::TransactionPooler);
         self.statements
             .lock()
             .unwrap_or_else(|e| e.into_inner())

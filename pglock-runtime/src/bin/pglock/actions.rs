@@ -7,6 +7,12 @@
 //! the waiting `ALTER TABLE` also blocks the reader, but terminating it would kill
 //! the session the command is meant to unblock. `--all-blockers` acts on every
 //! blocker shown.
+//!
+//! In every view only client backends are acted on unless `--any-backend`:
+//! autovacuum workers, WAL senders, parallel and background workers hold locks
+//! too (and show in the views), but ending one is rarely what the operator meant
+//! (a parallel worker's leader fails with it; a killed walsender drops a
+//! standby), so they are listed as left alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Write};
@@ -33,6 +39,29 @@ pub(crate) struct Plan {
     pub(crate) targets: Vec<Target>,
     /// Blockers shown that wait themselves (not root blockers), by pid.
     pub(crate) spared: Vec<i32>,
+    /// Sessions that are not client backends, left alone: pid and
+    /// `backend_type` (`None`: not visible to the role).
+    pub(crate) not_clients: Vec<(i32, Option<String>)>,
+}
+
+impl Plan {
+    /// Without the targets that are not client backends (unless `any_backend`),
+    /// which join [`not_clients`](Plan::not_clients).
+    pub(crate) fn clients_only(mut self, any_backend: bool) -> Plan {
+        if any_backend {
+            return self;
+        }
+        let (clients, others): (Vec<Target>, Vec<Target>) = self
+            .targets
+            .into_iter()
+            .partition(|t| t.backend.is_client());
+        self.targets = clients;
+        self.not_clients = others
+            .into_iter()
+            .map(|t| (t.backend.pid, t.backend.backend_type))
+            .collect();
+        self
+    }
 }
 
 /// `pids` without repeats, in the order first seen.
@@ -60,6 +89,7 @@ pub(crate) fn lock_sessions(locks: &[LockInfo]) -> Plan {
     Plan {
         targets,
         spared: Vec::new(),
+        not_clients: Vec::new(),
     }
 }
 
@@ -94,6 +124,7 @@ pub(crate) fn blockers(shown: &[BlockingPair], all: &[BlockingPair], every_block
     Plan {
         targets,
         spared: picked.spared,
+        not_clients: Vec::new(),
     }
 }
 
@@ -226,7 +257,10 @@ pub(crate) fn plan_lines(plan: &Plan, terminate: bool, width: usize) -> Vec<Stri
     } else {
         Act::Cancel
     };
-    let mut out = vec![format!("Will {}:", act.phrase(plan.targets.len()))];
+    let mut out = Vec::new();
+    if !plan.targets.is_empty() || plan.not_clients.is_empty() {
+        out.push(format!("Will {}:", act.phrase(plan.targets.len())));
+    }
     for t in &plan.targets {
         let mut head = session_head(&t.backend, t.waiting_for.as_ref());
         if let Some(n) = t.blocks {
@@ -248,7 +282,32 @@ pub(crate) fn plan_lines(plan: &Plan, terminate: bool, width: usize) -> Vec<Stri
             if plan.spared.len() == 1 { "it" } else { "them" },
         ));
     }
+    out.extend(not_clients_line(&plan.not_clients));
     out
+}
+
+/// `Left alone: 1 session (412, autovacuum worker), not a client backend;
+/// --any-backend includes it.`
+fn not_clients_line(not_clients: &[(i32, Option<String>)]) -> Option<String> {
+    if not_clients.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = not_clients
+        .iter()
+        .map(|(pid, kind)| format!("{pid}, {}", kind.as_deref().unwrap_or("type not visible")))
+        .collect();
+    let one = not_clients.len() == 1;
+    Some(format!(
+        "Left alone: {} ({}), not {}; --any-backend includes {}.",
+        sessions(not_clients.len()),
+        each.join("; "),
+        if one {
+            "a client backend"
+        } else {
+            "client backends"
+        },
+        if one { "it" } else { "them" },
+    ))
 }
 
 /// Cancels or terminates (as `opts` says) the sessions of `plan`, after listing
@@ -266,6 +325,9 @@ pub(crate) async fn signal(plan: &Plan, opts: &Opts, width: usize) -> Result<Exi
             Act::Terminate => "terminate",
             Act::Cancel => "cancel",
         };
+        if let Some(line) = not_clients_line(&plan.not_clients) {
+            eprintln!("{line}");
+        }
         eprintln!("No sessions to {what}.");
         return Ok(ExitCode::from(1));
     }
@@ -374,6 +436,7 @@ mod tests {
         let plan = Plan {
             targets: Vec::new(),
             spared: vec![4, 5],
+            not_clients: Vec::new(),
         };
         assert_eq!(
             plan_lines(&plan, true, 100),

@@ -19,7 +19,9 @@ application ran before is not known to the server (`pglock_heartbeat` in --json)
 --cancel/--terminate: for `blocking` and `tree` they act on the root blockers \
 only, the sessions that block others and wait for nobody (in report → ALTER TABLE \
 → reader: the report, not the waiting ALTER TABLE); --all-blockers acts on every \
-blocker shown. The sessions acted on, the (y/[n]) prompt and the summary go to \
+blocker shown. Only client backends are acted on: autovacuum workers, WAL \
+senders, parallel and background workers are left alone unless --any-backend. \
+The sessions acted on, the (y/[n]) prompt and the summary go to \
 stderr; stdout has only the view (the JSON with --json).";
 
 #[derive(Parser, Debug)]
@@ -157,6 +159,11 @@ pub(crate) struct Opts {
     /// those that wait themselves.
     #[arg(long)]
     pub(crate) all_blockers: bool,
+    /// With --cancel/--terminate: also sessions that are not client backends
+    /// (autovacuum workers, WAL senders, parallel and background workers),
+    /// which are left alone by default.
+    #[arg(long)]
+    pub(crate) any_backend: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,
@@ -191,6 +198,7 @@ impl Opts {
             cancel: self.cancel || sub.cancel,
             terminate: self.terminate || sub.terminate,
             all_blockers: self.all_blockers || sub.all_blockers,
+            any_backend: self.any_backend || sub.any_backend,
             yes: self.yes || sub.yes,
             database_url: sub.database_url.or(self.database_url),
         }

@@ -74,6 +74,9 @@ async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
     if opts.all_blockers && !(opts.cancel || opts.terminate) {
         return Err("--all-blockers goes with --cancel or --terminate".into());
     }
+    if opts.any_backend && !(opts.cancel || opts.terminate) {
+        return Err("--any-backend goes with --cancel or --terminate".into());
+    }
     match view {
         View::Schema(s) => {
             print!(
@@ -144,7 +147,7 @@ async fn signal(
     if !(opts.cancel || opts.terminate) {
         return Ok(ExitCode::SUCCESS);
     }
-    actions::signal(&plan(), opts, width).await
+    actions::signal(&plan().clients_only(opts.any_backend), opts, width).await
 }
 
 #[cfg(test)]
