@@ -297,7 +297,89 @@ async fn a_huge_heartbeat_interval_is_clamped_not_a_panic_holding_the_lock() {
         .run(async {})
         .await
         .unwrap();
-    assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
+    // The release is pipelined: its unlock may still be on the wire.
+    within(10, "released", async {
+        while !holders(&obs, LockKey::Int(key)).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// A metrics recorder whose gauge for held locks panics: a buggy exporter,
+/// running inside pglock right after the grant.
+struct PanicsOnHeld;
+
+impl metrics::Recorder for PanicsOnHeld {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        assert_ne!(key.name(), "pglock_locks_held", "the exporter's bug");
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// Issue 15.9: a panic in pglock's own code after the grant (here a metrics
+/// recorder's, between the grant and the guard) must not send the session back
+/// to the pool holding the lock: a connection dropped while its thread unwinds
+/// is closed. Before, the lock stayed held by an idle pooled session for the life
+/// of the process.
+#[test]
+fn a_panic_between_grant_and_guard_closes_the_session() {
+    setup();
+    register(
+        "panic-after-grant",
+        Config::from_url(url()).unwrap().max_size(1),
+    )
+    .unwrap();
+    let key = unique_key();
+    let lock = advisory(key).using("panic-after-grant");
+    let panicked = metrics::with_local_recorder(&PanicsOnHeld, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.acquire_blocking()))
+    });
+    assert!(panicked.is_err(), "the recorder panicked inside acquire");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let obs = observer().await;
+        within(10, "the lock is released with its session", async {
+            while !holders(&obs, LockKey::Int(key)).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    });
+    // The pool is usable, and the key free, for the next call.
+    let g = lock.no_wait().acquire_blocking().unwrap();
+    g.release().unwrap();
 }
 
 #[tokio::test]

@@ -213,7 +213,11 @@ impl fmt::Debug for Connection {
 impl Drop for Shared {
     fn drop(&mut self) {
         let Some(obj) = self.obj.take() else { return };
-        if *self.discard.get_mut() || obj.client.is_closed() {
+        // Dropped while its thread unwinds: a panic cut pglock's own code short
+        // (between a grant and the guard or scope that would undo it, say), so
+        // what pglock believes about the session is not to be trusted: closed,
+        // which releases whatever it holds.
+        if *self.discard.get_mut() || obj.client.is_closed() || std::thread::panicking() {
             drop(Object::take(obj));
             return;
         }
