@@ -652,3 +652,69 @@ fn the_blocking_api_elects_resigns_and_leaves() {
     assert_eq!(changes.next_blocking(), None, "b left: no more changes");
     a.leave_blocking();
 }
+
+#[pglock_runtime::advisory_lock(key = "test::leader::fenced_attribute", fenced)]
+async fn fenced_job() -> Result<Option<u64>, pglock_runtime::Error> {
+    Ok(pglock_runtime::fencing_token())
+}
+
+#[pglock_runtime::advisory_lock(key = "test::leader::fenced_sync", fenced, xact)]
+fn fenced_sync_job() -> Result<Option<u64>, pglock_runtime::Error> {
+    Ok(pglock_runtime::fencing_token())
+}
+
+/// `#[advisory_lock(fenced)]` and `AdvisoryLock::fenced().run(…)`: the body reads
+/// its token with `fencing_token()`, each call's strictly greater than the last,
+/// and the same as the server records; outside a fenced scope there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_scopes_give_their_body_the_token() {
+    setup_owned();
+    assert_eq!(pglock_runtime::fencing_token(), None);
+    let first = fenced_job().await.unwrap().expect("a token");
+    let second = fenced_job().await.unwrap().expect("a token");
+    assert!(second > first);
+    let recorded = pglock_runtime::terms()
+        .name("test::leader::fenced_attribute")
+        .list()
+        .await
+        .unwrap();
+    assert_eq!(recorded.first().map(|t| t.term), Some(second));
+    let name = unique_name("fenced_run");
+    let (outer, inner) = advisory(name.clone())
+        .fenced()
+        .run(async {
+            let outer = pglock_runtime::fencing_token();
+            // A scope without `fenced` inside does not hide the outer token.
+            let inner = advisory(unique_key())
+                .run(async { pglock_runtime::fencing_token() })
+                .await
+                .unwrap();
+            (outer, inner)
+        })
+        .await
+        .unwrap();
+    assert!(outer.is_some());
+    assert_eq!(inner, outer);
+    assert_eq!(
+        advisory(unique_key())
+            .run(async { pglock_runtime::fencing_token() })
+            .await
+            .unwrap(),
+        None
+    );
+    let sync = tokio::task::spawn_blocking(|| (fenced_sync_job(), fenced_sync_job()))
+        .await
+        .unwrap();
+    let (a, b) = (sync.0.unwrap().unwrap(), sync.1.unwrap().unwrap());
+    assert!(b > a, "sync fenced calls: {a} then {b}");
+    assert!(
+        advisory(name)
+            .fenced()
+            .shared()
+            .run(async {})
+            .await
+            .unwrap_err()
+            .kind()
+            == pglock_runtime::ErrorKind::Usage
+    );
+}

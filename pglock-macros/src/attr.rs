@@ -44,7 +44,7 @@ impl Kind {
         match self {
             Kind::AdvisoryLock => &[
                 "key", "shared", "xact", "timeout", "on_fail", "on_error", "on_lost", "once_per",
-                "slot", "retry", "using", "hash", "crate",
+                "slot", "retry", "fenced", "using", "hash", "crate",
             ],
             Kind::LockTimeout => &["using", "crate"],
             Kind::Prioritize => &[
@@ -186,6 +186,7 @@ pub(crate) struct Args {
     pub(crate) once_per: Option<At<DurationArg>>,
     pub(crate) slot: Option<At<Expr>>,
     pub(crate) retry: Option<At<bool>>,
+    pub(crate) fenced: Option<At<bool>>,
     // lock_timeout
     pub(crate) lock_timeout: Option<At<DurationArg>>,
     // prioritize
@@ -578,6 +579,11 @@ pub(crate) fn parse_into(
             (Kind::AdvisoryLock, "retry") => {
                 if let Some(b) = flag(cx, &name, v) {
                     set_once(cx, &mut args.retry, b, span, dup);
+                }
+            }
+            (Kind::AdvisoryLock, "fenced") => {
+                if let Some(b) = flag(cx, &name, v) {
+                    set_once(cx, &mut args.fenced, b, span, dup);
                 }
             }
             (Kind::Prioritize, "interval") => {

@@ -213,6 +213,9 @@ fn plan(c: &Checked, name: &str) -> TokenStream {
         if a.retry {
             p.extend(quote!(.retry()));
         }
+        if a.fenced {
+            p.extend(quote!(.fenced()));
+        }
     }
     if let Some(t) = c.lock_timeout {
         let t = duration(t);

@@ -39,6 +39,7 @@ use proc_macro::TokenStream;
 /// | `once_per = "1h"` | a scheduled job: at most one run per slot of this length across every instance, slots taken from the **database's** clock (see [Scheduled jobs](#scheduled-jobs)); not with `shared` | every call runs |
 /// | `slot = <expr>` | a scheduled job whose slot the call names: any expression convertible to a slot ([`ToSlot`]: a planned fire time as `SystemTime`, a date string, an integer), evaluated per call | |
 /// | `retry` | with `once_per` / `slot`: a run that failed (returned `Err`, or panicked) does not use up its slot, so another call may run it again | a failed run counts as the slot's run |
+/// | `fenced` | take a fencing token with the lock: the lock name's next term, strictly greater than every earlier holder's, read in the body with `pglock_runtime::fencing_token()` (pass it with writes made outside the lock's session); not with `shared` | no token |
 /// | `using = "alias"` | registry alias | `"default"` |
 /// | `hash = django_pglock \| django_pglocks \| django_pglocks_v1 \| postgres_lock \| sqlx` | how string keys are hashed, to exclude Python processes (or sqlx) that name the same lock | `django_pglock` |
 /// | `crate = "path"` | path of a renamed `pglock-runtime` dependency | `pglock_runtime` |

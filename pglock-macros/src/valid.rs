@@ -30,6 +30,7 @@ pub(crate) struct Advisory {
     pub(crate) cancel_on_lost: bool,
     pub(crate) slot: Option<Slot>,
     pub(crate) retry: bool,
+    pub(crate) fenced: bool,
 }
 
 /// How a scheduled job's slot is told: `once_per` (on the database's clock) or
@@ -140,6 +141,15 @@ fn check_slot(cx: &Ctxt, args: &Args) -> Option<Slot> {
                 shared.span,
                 "`shared` cannot be used with `once_per` or `slot`: a slot has one run, and shared \
                  holders run together; remove `shared`",
+            );
+        }
+    }
+    if let (Some(fenced), Some(shared)) = (&args.fenced, &args.shared) {
+        if fenced.value && shared.value {
+            cx.error_at(
+                fenced.span,
+                "`fenced` cannot be used with `shared`: a fencing token orders holders one after \
+                 another, and shared holders hold together; remove one of them",
             );
         }
     }
@@ -419,6 +429,7 @@ pub(crate) fn check(cx: &Ctxt, args: Args, sig: &Signature, is_async: bool) -> O
             cancel_on_lost: args.on_lost.is_some_and(|l| l.value == OnLost::Cancel),
             slot,
             retry: flag(&args.retry),
+            fenced: flag(&args.fenced),
         }),
         on_fail,
         raise_errors,

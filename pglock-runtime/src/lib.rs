@@ -54,7 +54,7 @@ pub use lock::timeout::MAX_LOCK_TIMEOUT;
 pub use lock::watchdog::{BlockerAction, PrioritizeAction};
 pub use pool::config::Config;
 pub use pool::connection::Connection;
-pub use pool::frames::{connection, connection_for};
+pub use pool::frames::{connection, connection_for, fencing_token};
 pub use pool::registry::{is_registered, pool_status, register, PoolStatus, DEFAULT_ALIAS};
 pub use rows::{Backend, BlockingPair, Holder, LockInfo};
 pub use run::{MissedSlot, PreviousRun, Run, RunOutcome};

@@ -19,6 +19,7 @@ use crate::lock::names::{self, Name};
 use crate::lock::queue::{Releasing, Turn};
 use crate::lock::schema;
 use crate::lock::slot::{self, Claim, Claimed, ClaimedRun, SlotSpec};
+use crate::lock::terms;
 use crate::lock::timeout::{self, Applied};
 use crate::lock::txn::{in_transaction, Txn, Wait};
 use crate::lock::waits::{self, Looking, Watch};
@@ -57,6 +58,8 @@ pub(crate) struct LockSpec {
     pub(crate) shared: bool,
     pub(crate) xact: bool,
     pub(crate) wait: Wait,
+    /// Take a fencing term with the lock (exclusive locks only).
+    pub(crate) fenced: bool,
 }
 
 impl Spec {
@@ -136,6 +139,8 @@ pub(crate) struct Active {
     claimed: Option<ClaimedRun>,
     /// The body panicked (the claimed run's outcome).
     panicked: bool,
+    /// The term a `fenced` lock took, for [`frames::fencing_token`].
+    fencing_token: Option<u64>,
     finished: bool,
 }
 
@@ -210,6 +215,7 @@ impl Active {
             waits: None,
             turn,
             claimed: None,
+            fencing_token: None,
             panicked: false,
             finished: false,
         };
@@ -232,6 +238,7 @@ impl Active {
         }
         let statements = match (&spec.slot, spec.lock) {
             (Some(_), Some(_)) => Some(self.schema(&spec.alias).await?),
+            (None, Some(lock)) if lock.fenced => Some(self.schema(&spec.alias).await?),
             _ => None,
         };
         // A transaction-level lock opens its transaction first, so that the scope's
@@ -350,6 +357,14 @@ impl Active {
                     return Err(slot::already_ran(previous, job).with_key(lock.key));
                 }
                 None => {}
+            }
+            if let (true, Some(statements)) = (lock.fenced, statements) {
+                // Held: a failure here is the setup's, whose undo releases it.
+                let name = match &spec.name {
+                    Some(n) => n.name.to_string(),
+                    None => lock.key.to_string(),
+                };
+                self.fencing_token = Some(terms::next(exec, statements, lock.key, &name).await?);
             }
             self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
             if !lock.xact && !self.fresh && in_transaction(exec).await? {
@@ -831,8 +846,15 @@ where
             _ => Ok(body.await),
         }
     };
-    let out = if active.fresh {
-        Box::pin(frames::scoped(active.conn.clone(), body)).await
+    // A fenced lock's token is visible to its body even on an outer scope's
+    // connection.
+    let out = if active.fresh || active.fencing_token.is_some() {
+        Box::pin(frames::scoped(
+            active.conn.clone(),
+            active.fencing_token,
+            body,
+        ))
+        .await
     } else {
         Box::pin(body).await
     };
@@ -885,9 +907,8 @@ impl SyncActive {
                 return Err(e);
             }
         };
-        let frame = active
-            .is_fresh()
-            .then(|| frames::enter_sync(active.connection().clone()));
+        let frame = (active.is_fresh() || active.fencing_token.is_some())
+            .then(|| frames::enter_sync(active.connection().clone(), active.fencing_token));
         let looking = active.waits.take().map(Watch::spawn);
         Ok(SyncActive {
             active: Some(active),

@@ -247,8 +247,9 @@ impl AdvisoryLock {
     /// fence_token <= $token`). Writes on the lock's own session need no
     /// token: they die with the session that held the lock.
     ///
-    /// Exclusive locks only (a term orders holders one after another); not for
-    /// [`run`](AdvisoryLock::run), whose future cannot see the guard.
+    /// Exclusive locks only (a term orders holders one after another). With
+    /// [`run`](AdvisoryLock::run) (and `#[advisory_lock(fenced)]`) the future
+    /// reads it with [`fencing_token()`](crate::fencing_token()).
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), pglock_runtime::Error> {
@@ -295,15 +296,13 @@ impl AdvisoryLock {
             shared: self.shared,
             xact: self.xact,
             wait: self.wait,
+            fenced: self.fenced,
         }
     }
 
     pub(crate) fn spec(&self) -> Result<Spec, Error> {
-        if self.fenced {
-            return Err(self.usage(
-                "`fenced()` gives its token to a guard: take the lock with `acquire()` and read \
-                 `guard.fencing_token()`",
-            ));
+        if self.fenced && self.shared {
+            return Err(self.fenced_shared());
         }
         if self.slot.is_some() && self.shared {
             return Err(self.usage(
@@ -340,6 +339,13 @@ impl AdvisoryLock {
             )),
             None => Ok(()),
         }
+    }
+
+    fn fenced_shared(&self) -> Error {
+        self.usage(
+            "a fencing token orders holders one after another, and shared holders hold \
+             together: drop `shared()` or `fenced()`",
+        )
     }
 
     fn usage(&self, message: &str) -> Error {
@@ -419,10 +425,7 @@ impl AdvisoryLock {
     async fn acquire_owned(&self) -> Result<AdvisoryGuard<'static>, Error> {
         self.check_no_slot()?;
         if self.fenced && self.shared {
-            return Err(self.usage(
-                "a fencing token orders holders one after another, and shared holders hold \
-                 together: drop `shared()` or `fenced()`",
-            ));
+            return Err(self.fenced_shared());
         }
         let (turn, wait) = take_turn(&self.alias, self.key, self.shared, self.wait).await?;
         let (conn, fresh) = scope_or_checkout(&self.alias).await?;

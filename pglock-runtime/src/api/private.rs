@@ -67,6 +67,7 @@ pub struct Plan {
     cancel_on_lost: bool,
     slot: Option<Slot>,
     retry: bool,
+    fenced: bool,
 }
 
 impl Plan {
@@ -86,6 +87,7 @@ impl Plan {
             cancel_on_lost: false,
             slot: None,
             retry: false,
+            fenced: false,
         }
     }
 
@@ -161,6 +163,13 @@ impl Plan {
         self
     }
 
+    /// `fenced`: take a fencing term with the lock ([`crate::fencing_token`]).
+    #[inline]
+    pub fn fenced(mut self) -> Plan {
+        self.fenced = true;
+        self
+    }
+
     /// `#[prioritize]`. The watchdog connects through the plan's alias, whichever
     /// of `using` and `prioritize` came first (see `spec`).
     #[inline]
@@ -177,6 +186,7 @@ impl Plan {
                 shared: self.shared,
                 xact: self.xact,
                 wait: self.wait,
+                fenced: self.fenced,
             }),
             lock_timeout: self.lock_timeout,
             prioritize: self

@@ -11,6 +11,8 @@ use crate::pool::registry::DEFAULT_ALIAS;
 /// One level of scope: the connection of one alias, and the scope around it.
 struct Frame {
     conn: Connection,
+    /// The fencing token of the lock this scope holds, if it is `fenced`.
+    fencing_token: Option<u64>,
     parent: Option<Arc<Frame>>,
 }
 
@@ -59,10 +61,16 @@ pub(crate) fn find_map<T>(mut f: impl FnMut(&Connection) -> Option<T>) -> Option
     None
 }
 
-/// Runs `fut` with `conn` as the scope connection of its alias.
-pub(crate) async fn scoped<F: std::future::Future>(conn: Connection, fut: F) -> F::Output {
+/// Runs `fut` with `conn` as the scope connection of its alias (and
+/// `fencing_token` as the token of the lock it holds, if fenced).
+pub(crate) async fn scoped<F: std::future::Future>(
+    conn: Connection,
+    fencing_token: Option<u64>,
+    fut: F,
+) -> F::Output {
     let frame = Arc::new(Frame {
         conn,
+        fencing_token,
         parent: top(),
     });
     SCOPE.scope(frame, fut).await
@@ -70,9 +78,10 @@ pub(crate) async fn scoped<F: std::future::Future>(conn: Connection, fut: F) -> 
 
 /// Makes `conn` the scope connection of the current thread until the returned
 /// guard is dropped (the sync API).
-pub(crate) fn enter_sync(conn: Connection) -> SyncFrameGuard {
+pub(crate) fn enter_sync(conn: Connection, fencing_token: Option<u64>) -> SyncFrameGuard {
     let frame = Arc::new(Frame {
         conn,
+        fencing_token,
         parent: top(),
     });
     let prev = SYNC_SCOPE.with(|s| s.replace(Some(frame)));
@@ -90,6 +99,34 @@ impl Drop for SyncFrameGuard {
             SYNC_SCOPE.with(|s| *s.borrow_mut() = prev);
         }
     }
+}
+
+/// The fencing token of the innermost enclosing `fenced` lock scope: inside an
+/// annotated function with `#[advisory_lock(fenced)]`, or the future of
+/// [`AdvisoryLock::run`](crate::AdvisoryLock::run) on a
+/// [`fenced`](crate::AdvisoryLock::fenced) lock. `None` elsewhere.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), pglock_runtime::Error> {
+/// pglock_runtime::advisory("exports::daily")
+///     .fenced()
+///     .run(async {
+///         let token = pglock_runtime::fencing_token().expect("inside a fenced scope");
+///         // send `token` along with every write made outside the lock's session
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub fn fencing_token() -> Option<u64> {
+    let top = top();
+    let mut cur = top.as_ref();
+    while let Some(frame) = cur {
+        if frame.fencing_token.is_some() {
+            return frame.fencing_token;
+        }
+        cur = frame.parent.as_ref();
+    }
+    None
 }
 
 /// The scope connection of `alias`, or a new checkout and whether it is new.
