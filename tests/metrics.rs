@@ -189,4 +189,34 @@ async fn locks_taken_skipped_timed_out_lost_and_a_watchdog_are_counted() {
         ),
         1
     );
+
+    // A leadership: elected, then revoked by resigning.
+    let election = format!("metrics::leader::{}", unique_key().unsigned_abs());
+    let candidate = pglock_runtime::leader(election.clone())
+        .using(a)
+        .join()
+        .unwrap();
+    within(20, "elected", candidate.elected()).await.unwrap();
+    let snap = take(&s);
+    let labels = [("alias", a), ("election", election.as_str())];
+    assert_eq!(gauge(&snap, "pglock_leader", &labels), 1.0);
+    assert_eq!(
+        counter(
+            &snap,
+            "pglock_leadership_changes_total",
+            &[("alias", a), ("election", &election), ("change", "elected")]
+        ),
+        1
+    );
+    candidate.leave().await;
+    let snap = take(&s);
+    assert_eq!(gauge(&snap, "pglock_leader", &labels), 0.0);
+    assert_eq!(
+        counter(
+            &snap,
+            "pglock_leadership_changes_total",
+            &[("alias", a), ("election", &election), ("change", "revoked")]
+        ),
+        1
+    );
 }

@@ -10,6 +10,8 @@
 //! | `pglock_locks_lost_total` | counter | `alias`, `lock` | locks the heartbeat found lost while held |
 //! | `pglock_pool_connections` | gauge | `alias`, `state` (`open`, `idle`) | the alias's pooled connections, as of the last checkout |
 //! | `pglock_watchdog_actions_total` | counter | `alias`, `action` (`terminated`, `cancelled`, `refused`, `dry_run`) | what prioritize watchdogs did to blockers |
+//! | `pglock_leader` | gauge | `alias`, `election` | 1 while this process leads the election, else 0 |
+//! | `pglock_leadership_changes_total` | counter | `alias`, `election`, `change` (`elected`, `revoked`) | this process's elections and revocations |
 //!
 //! `lock` is the lock's name when it has one (`billing::send_invoices`), else
 //! its key (`42`, `(1,2)`).
@@ -32,6 +34,30 @@ pub(crate) const LOST: &str = "pglock_locks_lost_total";
 pub(crate) const POOL: &str = "pglock_pool_connections";
 /// `pglock_watchdog_actions_total`.
 pub(crate) const WATCHDOG: &str = "pglock_watchdog_actions_total";
+
+/// `pglock_leader`.
+pub(crate) const LEADER: &str = "pglock_leader";
+/// `pglock_leadership_changes_total`.
+pub(crate) const LEADERSHIP_CHANGES: &str = "pglock_leadership_changes_total";
+
+/// This process was elected leader (`true`) or its leadership was revoked.
+pub(crate) fn leadership(alias: &str, election: &str, elected: bool) {
+    let labels = [
+        ("alias", alias.to_owned()),
+        ("election", election.to_owned()),
+    ];
+    metrics::gauge!(LEADER, &labels).set(if elected { 1.0 } else { 0.0 });
+    let change = if elected { "elected" } else { "revoked" };
+    metrics::counter!(
+        LEADERSHIP_CHANGES,
+        &[
+            ("alias", alias.to_owned()),
+            ("election", election.to_owned()),
+            ("change", change.to_owned()),
+        ]
+    )
+    .increment(1);
+}
 
 /// The `lock` label: the name when there is one, else the key.
 pub(crate) fn lock_label(key: LockKey, name: Option<&str>) -> String {

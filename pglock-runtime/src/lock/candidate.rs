@@ -23,10 +23,10 @@ use crate::lock::heartbeat::server_timers;
 use crate::lock::names::{self, Name};
 use crate::lock::{schema, terms};
 use crate::pool::registry;
-use crate::rt;
 use crate::sql::{self, SchemaSql};
 use crate::wire::exec::Exec;
 use crate::wire::session::Session;
+use crate::{metrics, rt};
 
 /// A candidate's role, as its handles see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +100,21 @@ impl Board {
         tokio::time::timeout(bound, all_gone).await.ok();
     }
 
-    fn revoke(&self, term: u64, reason: Revocation, next: Role) {
+    fn revoke(&self, c: &Campaign, term: u64, reason: Revocation, next: Role) {
         // The role first: `run_while_leader` futures are dropped on it.
         self.role.send_replace(next);
-        tracing::info!(target: "pglock", term, %reason, "leadership revoked");
+        tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term, %reason,
+            "leadership revoked");
+        metrics::leadership(&c.alias, &c.name, false);
         self.changes.send(Change::Revoked { term, reason }).ok();
+    }
+
+    fn elect(&self, c: &Campaign, term: u64, pid: i32) {
+        self.role.send_replace(Role::Leader(term));
+        tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term, pid,
+            "elected leader");
+        metrics::leadership(&c.alias, &c.name, true);
+        self.changes.send(Change::Elected { term }).ok();
     }
 }
 
@@ -290,10 +300,7 @@ async fn campaign_on(
             }
             continue;
         }
-        board.role.send_replace(Role::Leader(term));
-        tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term,
-            pid = session.pid, "elected leader");
-        board.changes.send(Change::Elected { term }).ok();
+        board.elect(c, term, session.pid);
 
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -305,7 +312,7 @@ async fn campaign_on(
                     } else {
                         Revocation::SessionEnded
                     };
-                    board.revoke(term, why, Role::Candidate);
+                    board.revoke(c, term, why, Role::Candidate);
                     return Ended::Lost;
                 }
                 _ = tick.tick() => {
@@ -318,18 +325,18 @@ async fn campaign_on(
                             } else {
                                 Revocation::Failed(e.to_string())
                             };
-                            board.revoke(term, why, Role::Candidate);
+                            board.revoke(c, term, why, Role::Candidate);
                             return Ended::Lost;
                         }
                         Err(_) => {
-                            board.revoke(term, Revocation::NoAnswer(deadline), Role::Candidate);
+                            board.revoke(c, term, Revocation::NoAnswer(deadline), Role::Candidate);
                             return Ended::Lost;
                         }
                     }
                 }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Resign(tx)) => {
-                        board.revoke(term, Revocation::Resigned, Role::Candidate);
+                        board.revoke(c, term, Revocation::Resigned, Role::Candidate);
                         board.bodies_dropped(c.grace).await;
                         let r = unlock_all(exec, deadline).await;
                         let failed = r.is_err();
@@ -340,12 +347,12 @@ async fn campaign_on(
                         break;
                     }
                     Some(Command::Leave(tx)) => {
-                        board.revoke(term, Revocation::Left, Role::Candidate);
+                        board.revoke(c, term, Revocation::Left, Role::Candidate);
                         board.bodies_dropped(c.grace).await;
                         return Ended::Leave(Some(tx));
                     }
                     None => {
-                        board.revoke(term, Revocation::Left, Role::Candidate);
+                        board.revoke(c, term, Revocation::Left, Role::Candidate);
                         board.bodies_dropped(c.grace).await;
                         return Ended::Leave(None);
                     }
