@@ -47,6 +47,7 @@ async fn sigterm_and_shutdown_leave_no_session_and_no_lock() {
             &held.to_string(),
             &waited.to_string(),
             &body.to_string(),
+            &format!("shutdown::leader::{body}"),
         ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -75,7 +76,10 @@ async fn sigterm_and_shutdown_leave_no_session_and_no_lock() {
         }
     })
     .await;
-    assert!(pids.len() >= 3, "guard, waiter and body sessions: {pids:?}");
+    assert!(
+        pids.len() >= 4,
+        "guard, waiter, body and candidate sessions: {pids:?}"
+    );
     let pid = child.id().unwrap().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -84,6 +88,8 @@ async fn sigterm_and_shutdown_leave_no_session_and_no_lock() {
     assert!(sent.success());
     let waiter = line_starting(&mut lines, "waiter:").await;
     let after = line_starting(&mut lines, "after:").await;
+    let leader = line_starting(&mut lines, "leader:").await;
+    let elected = line_starting(&mut lines, "elected:").await;
     let report = line_starting(&mut lines, "report:").await;
     line_starting(&mut lines, "done").await;
     assert_eq!(
@@ -91,6 +97,14 @@ async fn sigterm_and_shutdown_leave_no_session_and_no_lock() {
         "the wait was cancelled"
     );
     assert_eq!(after, "after: Some(ShuttingDown)", "no new locks");
+    assert!(
+        leader.contains("Revoked") && leader.contains("ShuttingDown"),
+        "the leadership ends with the shutdown: {leader}"
+    );
+    assert_eq!(
+        elected, "elected: Some(ShuttingDown)",
+        "and is not sought again"
+    );
     assert!(report.contains("cancelled_waits: 1"), "{report}");
     assert!(report.contains("finished_in_time: false"), "{report}");
     // The process is still alive; the server has nothing of it.

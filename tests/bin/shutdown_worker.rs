@@ -1,13 +1,15 @@
 //! A process that shuts pglock down on SIGTERM (run by `tests/shutdown.rs`, not
 //! by hand).
 //!
-//! `shutdown-worker URL HELD WAITED BODY` holds advisory lock HELD with a guard,
-//! waits for WAITED (which the test holds), and runs a long body under BODY;
-//! prints `ready` once all three are in place. On SIGTERM it calls
-//! `pglock_runtime::shutdown(500ms)`, then prints what the waiting task got
-//! (`waiter: <ErrorKind>`), what a new acquisition gets (`after: <ErrorKind>`),
-//! the report (`report: <Debug>`) and `done`, and stays alive (so that the test
-//! sees the server's state before the process ends).
+//! `shutdown-worker URL HELD WAITED BODY ELECTION` holds advisory lock HELD with
+//! a guard, waits for WAITED (which the test holds), runs a long body under
+//! BODY, and leads the election ELECTION; prints `ready` once all four are in
+//! place. On SIGTERM it calls `pglock_runtime::shutdown(500ms)`, then prints
+//! what the waiting task got (`waiter: <ErrorKind>`), what a new acquisition
+//! gets (`after: <ErrorKind>`), how the leadership ended (`leader: <Change>`)
+//! and what waiting for it again gets (`elected: <ErrorKind>`), the report
+//! (`report: <Debug>`) and `done`, and stays alive (so that the test sees the
+//! server's state before the process ends).
 
 use std::time::Duration;
 
@@ -17,8 +19,8 @@ use tokio::signal::unix::{signal, SignalKind};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, held, waited, body] = args.as_slice() else {
-        eprintln!("usage: shutdown-worker URL HELD WAITED BODY");
+    let [_, url, held, waited, body, election] = args.as_slice() else {
+        eprintln!("usage: shutdown-worker URL HELD WAITED BODY ELECTION");
         std::process::exit(2);
     };
     let [held, waited, body]: [i64; 3] = [held, waited, body].map(|k| k.parse().unwrap());
@@ -35,6 +37,9 @@ async fn main() {
             .run(tokio::time::sleep(Duration::from_secs(600)))
             .await
     });
+    let candidate = pglock_runtime::leader(election.clone()).join().unwrap();
+    candidate.elected().await.unwrap();
+    let mut changes = candidate.changes();
     println!("ready");
     term.recv().await;
     let report = pglock_runtime::shutdown(Duration::from_millis(500)).await;
@@ -42,6 +47,11 @@ async fn main() {
     println!("waiter: {:?}", waited.err().map(|e| e.kind()));
     let after = advisory(held.wrapping_add(1)).acquire().await;
     println!("after: {:?}", after.err().map(|e| e.kind()));
+    println!("leader: {:?}", changes.next().await);
+    println!(
+        "elected: {:?}",
+        candidate.elected().await.err().map(|e| e.kind())
+    );
     println!("report: {report:?}");
     println!("done");
     tokio::time::sleep(Duration::from_secs(120)).await;
