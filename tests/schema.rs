@@ -52,7 +52,7 @@ async fn racing_first_uses_create_the_schema_once() {
     for r in futures_util::future::join_all(calls).await {
         r.expect("every racing call runs");
     }
-    assert_eq!(version("race_pglock").await, Some(1));
+    assert_eq!(version("race_pglock").await, Some(2));
     let obs = observer().await;
     let runs: i64 = obs
         .query_one("SELECT count(*) FROM race_pglock.runs", &[])
@@ -84,7 +84,7 @@ async fn an_older_schema_is_migrated() {
         .run(async {})
         .await
         .expect("runs after migrating");
-    assert_eq!(version("old_pglock").await, Some(1));
+    assert_eq!(version("old_pglock").await, Some(2));
     let outcome: String = obs
         .query_one(
             "SELECT outcome FROM old_pglock.runs WHERE slot = 'one'",
@@ -94,6 +94,54 @@ async fn an_older_schema_is_migrated() {
         .unwrap()
         .get(0);
     assert_eq!(outcome, "succeeded");
+}
+
+/// A schema of version 1 (the record of runs and lock names, before leader
+/// elections) is taken to version 2 by the first election: its runs stay, the
+/// `terms` table and `check_term` appear, and the election takes term 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_gets_terms_on_first_election() {
+    setup_owned();
+    let obs = observer().await;
+    let v1 = alias("v1", None, "v1_pglock");
+    advisory(unique_key())
+        .using(v1)
+        .slot("kept")
+        .run(async {})
+        .await
+        .unwrap();
+    // Back to what release 1 of the schema had.
+    obs.batch_execute(
+        "DROP FUNCTION v1_pglock.check_term(text, bigint); DROP TABLE v1_pglock.terms; \
+         UPDATE v1_pglock.schema_version SET version = 1",
+    )
+    .await
+    .unwrap();
+    // Another alias: a process that has not seen the schema yet.
+    let later = alias("v1-later", None, "v1_pglock");
+    let candidate = pglock_runtime::leader(format!("schema::v1::{}", unique_key()))
+        .using(later)
+        .join()
+        .unwrap();
+    let term = within(20, "elected", candidate.elected()).await.unwrap();
+    assert_eq!(term, 1);
+    assert_eq!(version("v1_pglock").await, Some(2));
+    let kept: i64 = obs
+        .query_one(
+            "SELECT count(*) FROM v1_pglock.runs WHERE slot = 'kept'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the runs recorded before stay");
+    let checked: i64 = obs
+        .query_one("SELECT v1_pglock.check_term($1, 1)", &[&candidate.name()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checked, 1);
+    candidate.leave().await;
 }
 
 /// A role without CREATE on the database: the first scheduled call fails with
