@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pglock_runtime::{advisory, leader, Change, Revocation};
 use pglock_tests::{
-    advisory_rows, backend_pid, is_gone, observer, other, setup_owned, terminate, unique_key, url,
-    within,
+    backend_pid, holders, is_gone, observer, other, setup_owned, terminate, unique_key, url,
+    wait_for_holder, wait_for_waiter, within,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -22,16 +22,6 @@ use tokio::sync::mpsc;
 /// A unique election name for one test.
 fn unique_name(what: &str) -> String {
     format!("test::{what}::{}", unique_key().unsigned_abs())
-}
-
-/// The backend pid holding the election's lock, from `pg_locks` (granted,
-/// exclusive), if one does.
-async fn lock_holder(obs: &tokio_postgres::Client, key: pglock_runtime::LockKey) -> Option<i32> {
-    advisory_rows(obs, key)
-        .await
-        .into_iter()
-        .find(|r| r.granted && r.mode == "ExclusiveLock")
-        .map(|r| r.pid)
 }
 
 async fn next_change(changes: &mut pglock_runtime::Changes) -> Change {
@@ -50,23 +40,15 @@ async fn one_leader_resign_hands_over_and_terms_increase() {
     let b = leader(name.clone()).join().unwrap();
     let mut b_changes = b.changes();
     // b waits inside the server: a lock request not granted, behind a's.
-    within(20, "b waits on the server", async {
-        loop {
-            let rows = advisory_rows(&obs, a.key()).await;
-            if rows.iter().any(|r| !r.granted) && rows.iter().any(|r| r.granted) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_waiter(&obs, a.key()).await;
+    assert!(holders(&obs, a.key()).await.first().copied().is_some());
     assert!(a.is_leader() && !b.is_leader());
     assert_eq!(a.term(), Some(term_a));
     let shown = a.current_leader().await.unwrap().expect("a leads");
     assert_eq!(shown.term, term_a);
     assert_eq!(
         Some(shown.backend_pid.unwrap()),
-        lock_holder(&obs, a.key()).await
+        holders(&obs, a.key()).await.first().copied()
     );
     assert_eq!(shown.client_pid, Some(std::process::id() as i32));
 
@@ -105,7 +87,7 @@ async fn one_leader_resign_hands_over_and_terms_increase() {
     assert_eq!(shown.term, term_b);
     assert_eq!(
         Some(shown.backend_pid.unwrap()),
-        lock_holder(&obs, b.key()).await
+        holders(&obs, b.key()).await.first().copied()
     );
     // Anyone can read it: the inspection API and the CLI's source.
     let listed = pglock_runtime::terms()
@@ -123,7 +105,7 @@ async fn one_leader_resign_hands_over_and_terms_increase() {
     assert!(term_a2 > term_b);
     a.leave().await;
     within(10, "the lock is free once both left", async {
-        while lock_holder(&obs, a.key()).await.is_some() {
+        while holders(&obs, a.key()).await.first().copied().is_some() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -174,19 +156,14 @@ async fn a_terminated_leader_is_revoked_and_its_work_dropped_before_the_next_is_
         Some(term_a)
     );
     let b = leader(name.clone()).join().unwrap();
-    within(20, "b waits on the server", async {
-        while !advisory_rows(&obs, a.key())
-            .await
-            .iter()
-            .any(|r| !r.granted)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_waiter(&obs, a.key()).await;
     let a_change = stamped(a.changes());
     let b_change = stamped(b.changes());
-    let pid_a = lock_holder(&obs, a.key()).await.expect("a holds the lock");
+    let pid_a = holders(&obs, a.key())
+        .await
+        .first()
+        .copied()
+        .expect("a holds the lock");
     terminate(&obs, pid_a).await;
 
     let (revoked, revoked_at) = a_change.await.unwrap();
@@ -210,7 +187,7 @@ async fn a_terminated_leader_is_revoked_and_its_work_dropped_before_the_next_is_
     // and a knew it was no leader, before b announced itself.
     assert!(dropped_at < elected_at && revoked_at < elected_at);
     assert!(!a.is_leader() && b.is_leader());
-    assert_ne!(lock_holder(&obs, b.key()).await, Some(pid_a));
+    assert_ne!(holders(&obs, b.key()).await.first().copied(), Some(pid_a));
 
     // a is a candidate again by itself: it leads once b leaves, and its work
     // runs again with the new term.
@@ -236,19 +213,7 @@ async fn a_waiting_candidate_renews_its_wait_and_holds_one_connection() {
         .join()
         .unwrap();
     // b's backend: the one waiting for the key.
-    let pid_b = within(20, "b waits", async {
-        loop {
-            if let Some(r) = advisory_rows(&obs, a.key())
-                .await
-                .into_iter()
-                .find(|r| !r.granted)
-            {
-                break r.pid;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let pid_b = wait_for_waiter(&obs, a.key()).await;
     let first = query_start(&obs, pid_b).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let later = query_start(&obs, pid_b).await;
@@ -262,7 +227,7 @@ async fn a_waiting_candidate_renews_its_wait_and_holds_one_connection() {
     assert!(!b.is_leader());
     a.leave().await;
     within(20, "b elected", b.elected()).await.unwrap();
-    assert_eq!(lock_holder(&obs, b.key()).await, Some(pid_b));
+    assert_eq!(holders(&obs, b.key()).await.first().copied(), Some(pid_b));
     b.leave().await;
 }
 
@@ -467,15 +432,7 @@ async fn failovers() {
             }
         })
         .await;
-        let pid = within(10, "the leader's lock", async {
-            loop {
-                if let Some(p) = lock_holder(&obs, key).await {
-                    break p;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        let pid = wait_for_holder(&obs, key).await;
         let kill = round % 2 == 0;
         let t0 = now_ms();
         if kill {
@@ -572,16 +529,7 @@ async fn a_partitioned_leader_gives_up_before_the_server_elects_the_next() {
     let term_a = within(20, "a elected", a.elected()).await.unwrap();
     let b = leader(name.clone()).join().unwrap();
     let obs = observer().await;
-    within(20, "b waits on the server", async {
-        while !advisory_rows(&obs, a.key())
-            .await
-            .iter()
-            .any(|r| !r.granted)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_waiter(&obs, a.key()).await;
     let a_change = stamped(a.changes());
     let b_change = stamped(b.changes());
     proxy.pause();

@@ -171,21 +171,33 @@ impl PreviousRun {
 impl fmt::Display for PreviousRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "slot {} ran", self.slot)?;
-        if !self.host.is_empty() {
-            write!(f, " on {}", self.host)?;
-        }
-        if let Some(pid) = self.client_pid {
-            write!(f, " (pid {pid}")?;
-            if !self.application_name.is_empty() {
-                write!(f, ", {}", self.application_name)?;
-            }
-            f.write_str(")")?;
-        }
+        write_origin(f, &self.host, self.client_pid, &self.application_name)?;
         if let Some(t) = self.started_at {
             write!(f, " at {}", humantime::format_rfc3339_millis(t))?;
         }
         write!(f, ": {}", self.outcome)
     }
+}
+
+/// ` on HOST (pid PID, APPLICATION)`, each part only when known: where a
+/// recorded run or term came from.
+pub(crate) fn write_origin(
+    f: &mut fmt::Formatter<'_>,
+    host: &str,
+    client_pid: Option<i32>,
+    application_name: &str,
+) -> fmt::Result {
+    if !host.is_empty() {
+        write!(f, " on {host}")?;
+    }
+    if let Some(pid) = client_pid {
+        write!(f, " (pid {pid}")?;
+        if !application_name.is_empty() {
+            write!(f, ", {application_name}")?;
+        }
+        f.write_str(")")?;
+    }
+    Ok(())
 }
 
 /// A slot of a `once_per` job that no instance ran: between the job's first

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use tokio_postgres::Row;
 
+use crate::run::write_origin;
+
 /// The last term granted for a name (a [`leader`](crate::leader()) election or
 /// a [`fenced`](crate::AdvisoryLock::fenced) lock), read from pglock's schema:
 /// the fencing token, who got it, and whether that session still holds the
@@ -59,16 +61,7 @@ impl Term {
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} term {}", self.name, self.term)?;
-        if !self.host.is_empty() {
-            write!(f, " on {}", self.host)?;
-        }
-        if let Some(pid) = self.client_pid {
-            write!(f, " (pid {pid}")?;
-            if !self.application_name.is_empty() {
-                write!(f, ", {}", self.application_name)?;
-            }
-            f.write_str(")")?;
-        }
+        write_origin(f, &self.host, self.client_pid, &self.application_name)?;
         write!(f, " since {}", humantime::format_rfc3339_millis(self.since))?;
         if !self.holding {
             f.write_str(", no longer held")?;

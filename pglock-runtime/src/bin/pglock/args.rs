@@ -61,6 +61,17 @@ enum Command {
     Schema(SchemaOpts),
 }
 
+/// Where the views of pglock's schema (`runs`, `terms`) read.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchemaSource {
+    /// pglock's schema, if not `pglock` (`Config::schema`).
+    #[arg(long, default_value = "pglock")]
+    pub(crate) schema: String,
+    /// Database to read; defaults to $DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+}
+
 /// `pglock terms`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TermsOpts {
@@ -69,12 +80,8 @@ pub(crate) struct TermsOpts {
     /// JSON output: `{"terms": [...]}`.
     #[arg(long)]
     pub(crate) json: bool,
-    /// pglock's schema, if not `pglock` (`Config::schema`).
-    #[arg(long, default_value = "pglock")]
-    pub(crate) schema: String,
-    /// Database to read; defaults to $DATABASE_URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) source: SchemaSource,
 }
 
 /// `pglock runs`.
@@ -92,12 +99,8 @@ pub(crate) struct RunsOpts {
     /// JSON output: `{"runs": [...], "missed": [...]}`.
     #[arg(long)]
     pub(crate) json: bool,
-    /// pglock's schema, if not `pglock` (`Config::schema`).
-    #[arg(long, default_value = "pglock")]
-    pub(crate) schema: String,
-    /// Database to read; defaults to $DATABASE_URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) source: SchemaSource,
 }
 
 /// `pglock schema`.

@@ -86,7 +86,7 @@ async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         View::Runs(r) => {
-            connect(r.database_url.as_deref(), &r.schema)?;
+            connect(r.source.database_url.as_deref(), &r.source.schema)?;
             let since = SystemTime::now()
                 .checked_sub(r.since)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -100,7 +100,7 @@ async fn run(view: View, opts: &Opts) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         View::Terms(t) => {
-            connect(t.database_url.as_deref(), &t.schema)?;
+            connect(t.source.database_url.as_deref(), &t.source.schema)?;
             let mut q = pglock_runtime::terms();
             if let Some(name) = &t.name {
                 q = q.name(name.clone());
