@@ -262,10 +262,8 @@ impl Leader {
 
     /// The changes of this candidate's role from now on.
     pub fn changes(&self) -> Changes {
-        Changes {
-            rx: self.inner.board.changes.subscribe(),
-            role: self.inner.board.role.subscribe(),
-        }
+        let (rx, role) = self.inner.board.subscribe();
+        Changes { rx, role }
     }
 
     /// Waits until this candidate leads, and returns its term (at once if it

@@ -51,7 +51,11 @@ pub(crate) enum Command {
 /// futures running while this candidate leads.
 pub(crate) struct Board {
     pub(crate) role: watch::Sender<Role>,
-    pub(crate) changes: broadcast::Sender<Change>,
+    changes: broadcast::Sender<Change>,
+    /// Held while the role changes and the change is sent, and while a reader
+    /// subscribes: a reader sees a change in its stream or in the role it
+    /// starts from, never both.
+    transition: std::sync::Mutex<()>,
     bodies: AtomicUsize,
     bodies_gone: Notify,
 }
@@ -72,9 +76,20 @@ impl Board {
         Arc::new(Board {
             role: watch::channel(Role::Candidate).0,
             changes: broadcast::channel(64).0,
+            transition: std::sync::Mutex::new(()),
             bodies: AtomicUsize::new(0),
             bodies_gone: Notify::new(),
         })
+    }
+
+    /// The changes from now on, and the role they start from.
+    pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Change>, watch::Receiver<Role>) {
+        let _t = self.transition();
+        (self.changes.subscribe(), self.role.subscribe())
+    }
+
+    fn transition(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.transition.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts a future that runs while leading, until the guard drops.
@@ -101,6 +116,7 @@ impl Board {
     }
 
     fn revoke(&self, c: &Campaign, term: u64, reason: Revocation, next: Role) {
+        let _t = self.transition();
         // The role first: `run_while_leader` futures are dropped on it.
         self.role.send_replace(next);
         tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term, %reason,
@@ -110,6 +126,7 @@ impl Board {
     }
 
     fn elect(&self, c: &Campaign, term: u64, pid: i32) {
+        let _t = self.transition();
         self.role.send_replace(Role::Leader(term));
         tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term, pid,
             "elected leader");
@@ -140,15 +157,31 @@ pub(crate) fn start(campaign: Campaign, board: Arc<Board>) -> mpsc::UnboundedSen
 
 /// How a session's part of the campaign ended.
 enum Ended {
-    /// The session is gone or unusable: open another.
-    Lost,
+    /// The session is gone or unusable: open another. `led`: this session
+    /// held a leadership.
+    Lost { led: bool },
     /// Leave the election.
     Leave(Option<oneshot::Sender<()>>),
 }
 
 async fn run(c: Campaign, board: Arc<Board>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut backoff = Duration::from_millis(100);
+    // Before opening a session again: none after a leadership ended (re-enter
+    // at once), a growing pause after a failure that led nowhere (a server
+    // that is down, a statement that keeps failing).
+    let mut pause: Option<Duration> = None;
     loop {
+        if let Some(d) = pause.take() {
+            let sleep = rt::sleep(d);
+            tokio::select! {
+                () = sleep => {}
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Resign(tx)) => { tx.send(Ok(())).ok(); pause = Some(d); continue; }
+                    Some(Command::Leave(tx)) => return end(&board, Revocation::Left, Some(tx)),
+                    None => return end(&board, Revocation::Left, None),
+                },
+            }
+        }
         let opened = tokio::select! {
             s = open(&c) => s,
             cmd = commands.recv() => match cmd {
@@ -165,21 +198,21 @@ async fn run(c: Campaign, board: Arc<Board>, mut commands: mpsc::UnboundedReceiv
             Err(e) => {
                 tracing::warn!(target: "pglock", alias = %c.alias, leadership = %c.name,
                     error = %e, retry_in = ?backoff, "leadership candidate could not connect");
-                let pause = rt::sleep(backoff);
+                pause = Some(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                tokio::select! {
-                    () = pause => continue,
-                    cmd = commands.recv() => match cmd {
-                        Some(Command::Resign(tx)) => { tx.send(Ok(())).ok(); continue; }
-                        Some(Command::Leave(tx)) => return end(&board, Revocation::Left, Some(tx)),
-                        None => return end(&board, Revocation::Left, None),
-                    },
-                }
+                continue;
             }
         };
-        backoff = Duration::from_millis(100);
         match campaign_on(&c, &session, statements, &board, &mut commands).await {
-            Ended::Lost => session.close(),
+            Ended::Lost { led } => {
+                session.close();
+                if led {
+                    backoff = Duration::from_millis(100);
+                } else {
+                    pause = Some(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
             Ended::Leave(tx) => {
                 session.cancel_running();
                 session.close();
@@ -191,7 +224,10 @@ async fn run(c: Campaign, board: Arc<Board>, mut commands: mpsc::UnboundedReceiv
 }
 
 fn end(board: &Board, why: Revocation, done: Option<oneshot::Sender<()>>) {
-    board.role.send_replace(Role::Ended(why));
+    {
+        let _t = board.transition();
+        board.role.send_replace(Role::Ended(why));
+    }
     if let Some(tx) = done {
         tx.send(()).ok();
     }
@@ -247,8 +283,9 @@ async fn campaign_on(
             a.heartbeat().unwrap_or(Duration::from_secs(1)),
             a.config().answer_deadline(),
         ),
-        Err(_) => return Ended::Lost,
+        Err(_) => return Ended::Lost { led: false },
     };
+    let mut led = false;
     let renew = format!("{}ms", c.renew.as_millis().max(1));
     loop {
         // Wait for the lock, in renewed waits; a command does not abandon a
@@ -259,7 +296,7 @@ async fn campaign_on(
             let elected = loop {
                 tokio::select! {
                     r = &mut elect => break r,
-                    () = session.checks.closed() => return Ended::Lost,
+                    () = session.checks.closed() => return Ended::Lost { led },
                     cmd = commands.recv() => match cmd {
                         Some(Command::Resign(tx)) => { tx.send(Ok(())).ok(); }
                         Some(Command::Leave(tx)) => return Ended::Leave(Some(tx)),
@@ -273,7 +310,7 @@ async fn campaign_on(
                 Err(e) => {
                     tracing::warn!(target: "pglock", alias = %c.alias, leadership = %c.name,
                         error = %e, "leadership election statement failed; reconnecting");
-                    return Ended::Lost;
+                    return Ended::Lost { led };
                 }
             }
         };
@@ -283,7 +320,7 @@ async fn campaign_on(
         let mut grace = std::pin::pin!(grace);
         let resigned = tokio::select! {
             () = &mut grace => None,
-            () = session.checks.closed() => return Ended::Lost,
+            () = session.checks.closed() => return Ended::Lost { led },
             cmd = commands.recv() => match cmd {
                 Some(Command::Resign(tx)) => Some(tx),
                 Some(Command::Leave(tx)) => return Ended::Leave(Some(tx)),
@@ -296,11 +333,12 @@ async fn campaign_on(
             let failed = r.is_err();
             tx.send(r).ok();
             if failed {
-                return Ended::Lost;
+                return Ended::Lost { led };
             }
             continue;
         }
         board.elect(c, term, session.pid);
+        led = true;
 
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,7 +351,7 @@ async fn campaign_on(
                         Revocation::SessionEnded
                     };
                     board.revoke(c, term, why, Role::Candidate);
-                    return Ended::Lost;
+                    return Ended::Lost { led };
                 }
                 _ = tick.tick() => {
                     let ping = exec.query(sql::LEADER_PING, &[]);
@@ -326,11 +364,11 @@ async fn campaign_on(
                                 Revocation::Failed(e.to_string())
                             };
                             board.revoke(c, term, why, Role::Candidate);
-                            return Ended::Lost;
+                            return Ended::Lost { led };
                         }
                         Err(_) => {
                             board.revoke(c, term, Revocation::NoAnswer(deadline), Role::Candidate);
-                            return Ended::Lost;
+                            return Ended::Lost { led };
                         }
                     }
                 }
@@ -342,7 +380,7 @@ async fn campaign_on(
                         let failed = r.is_err();
                         tx.send(r).ok();
                         if failed {
-                            return Ended::Lost;
+                            return Ended::Lost { led };
                         }
                         break;
                     }
