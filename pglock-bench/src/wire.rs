@@ -289,7 +289,7 @@ impl Frontend {
     }
 }
 
-/// `host:port` of a URL's first TCP host (for [`wire::WireCounter::start`]).
+/// `host:port` of a URL's first TCP host (for [`WireCounter::start`]).
 pub fn host_port(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
