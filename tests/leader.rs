@@ -666,3 +666,40 @@ async fn fenced_scopes_give_their_body_the_token() {
             == pglock_runtime::ErrorKind::Usage
     );
 }
+
+/// A role whose `statement_timeout` is shorter than a candidate's wait: the
+/// candidate's session switches it off (the wait's length is the candidate's
+/// own renewal), so it keeps waiting on the same backend instead of failing
+/// and reconnecting every 300 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_statement_timeout_does_not_cut_a_candidates_wait() {
+    setup_owned();
+    let obs = observer().await;
+    obs.batch_execute(
+        "DO $$ BEGIN CREATE ROLE pglock_short_statements LOGIN SUPERUSER; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         ALTER ROLE pglock_short_statements SET statement_timeout = '300ms'",
+    )
+    .await
+    .unwrap();
+    let mut pg: tokio_postgres::Config = url().parse().unwrap();
+    pg.user("pglock_short_statements");
+    pglock_runtime::register("leader-short-statements", pglock_runtime::Config::new(pg)).unwrap();
+    let name = unique_name("statement_timeout");
+    let a = leader(name.clone()).join().unwrap();
+    within(20, "a elected", a.elected()).await.unwrap();
+    let b = leader(name.clone())
+        .using("leader-short-statements")
+        .join()
+        .unwrap();
+    let pid_b = wait_for_waiter(&obs, a.key()).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        wait_for_waiter(&obs, a.key()).await,
+        pid_b,
+        "still the same wait"
+    );
+    a.leave().await;
+    within(20, "b elected", b.elected()).await.unwrap();
+    b.leave().await;
+}

@@ -504,12 +504,16 @@ pub(crate) fn migrations(schema: &str) -> Vec<String> {
 pub(crate) const STALE_TERM_SQLSTATE: &str = "PGF01";
 
 /// A leadership candidate's session, once: `read committed` whatever the role
-/// says (the term's upsert must see the latest term, not its snapshot's), the
-/// server noticing a vanished client while the candidate waits
-/// (`client_connection_check_interval`, PostgreSQL 14+), and the idle timers of
-/// [`SET_SERVER_TIMERS`] at `$1` (PostgreSQL 14+ for `idle_session_timeout`).
+/// says (the term's upsert must see the latest term, not its snapshot's), no
+/// `statement_timeout` or `transaction_timeout` of the role's cutting its waits
+/// short (their length is the candidate's renewal), the server noticing a
+/// vanished client while the candidate waits (`client_connection_check_interval`,
+/// PostgreSQL 14+), and the idle timers of [`SET_SERVER_TIMERS`] at `$1`
+/// (PostgreSQL 14+ for `idle_session_timeout`). Settings the server does not
+/// have are left out.
 pub(crate) const CANDIDATE_SETUP: &str = "SELECT set_config(v.name, v.value, false) \
      FROM (VALUES ('default_transaction_isolation', 'read committed'), \
+       ('statement_timeout', '0'), ('transaction_timeout', '0'), \
        ('client_connection_check_interval', '1000'), ('idle_session_timeout', $1), \
        ('idle_in_transaction_session_timeout', $1)) AS v(name, value) \
      JOIN pg_settings s ON s.name = v.name";
