@@ -351,7 +351,7 @@ impl Active {
                 }
                 None => {}
             }
-            self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
+            self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.xact);
             if !lock.xact && !self.fresh && in_transaction(exec).await? {
                 // A session lock inside the caller's transaction: run the body in a
                 // savepoint, so that a database error in it can be rolled back and

@@ -12,20 +12,28 @@ pub(crate) const CONNECTION_INFO: &str =
 /// starts the transaction and Bind sets a later statement time.
 pub(crate) const IN_TRANSACTION: &str = "SELECT now() <> statement_timestamp()";
 
-/// What a connection must look like to go back to the pool: no transaction block,
-/// no advisory lock, and the `lock_timeout` it had when it was opened. Sent with the
-/// simple-query protocol so that the transaction check above is exact; an aborted
-/// transaction makes it fail, which also means "dirty".
+/// What a connection handed to user code must look like to go back to the pool,
+/// and the reset that makes it so. Sent with the simple-query protocol so that
+/// the transaction check is exact; an aborted transaction makes it fail, which
+/// also means "dirty".
 ///
-/// Then it resets what user code may have changed on the session, so that the
-/// next, unrelated checkout gets a clean one: the role and session
-/// authorization, every setting (`search_path`, `statement_timeout`, …),
+/// Its first row checks what cannot be reset without closing the session: no
+/// transaction block (open blocks are the caller's to end), and the
+/// `lock_timeout` the session had when it was opened (pglock's own restore ran).
+/// Then it resets what user code may have changed, so that the next, unrelated
+/// checkout gets a clean session: every session-level advisory lock
+/// (`pg_advisory_unlock_all()`: whatever pglock took on the session was released
+/// before the check runs, so what is left is the body's own), the role and
+/// session authorization, every setting (`search_path`, `statement_timeout`, …),
 /// `LISTEN`s, open cursors, temporary tables, sequence state and SQL-level
 /// prepared statements (pglock's own, protocol-level ones stay). Its last row
 /// says whether the session now runs as the user it connected as.
+///
+/// Nothing in it reads `pg_locks`, whose cost grows with every lock held on the
+/// server: each statement touches only this session's own state.
 pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
-     (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
      current_setting('lock_timeout'); \
+     SELECT pg_advisory_unlock_all(); \
      RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; \
      DISCARD TEMP; DISCARD SEQUENCES; \
      DO $pglock$ DECLARE s record; BEGIN \
@@ -179,7 +187,8 @@ macro_rules! holds_advisory {
     };
 }
 
-/// [`holds_advisory!`] after a lock timeout (the grant may have won the race).
+/// [`holds_advisory!`] after a lock timeout (the grant may have won the race): an
+/// error path only, since it reads `pg_locks`.
 pub(crate) const HOLDS_ADVISORY: &str = holds_advisory!();
 
 /// The comment that starts the heartbeat's statement: `pg_stat_activity.query` of a
@@ -201,8 +210,17 @@ pub(crate) const SET_SERVER_TIMERS: &str = "/* pglock heartbeat */ SELECT \
 pub(crate) const RESET_SERVER_TIMERS: &str =
     "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout";
 
-/// [`holds_advisory!`] as the heartbeat runs it, tagged with [`HEARTBEAT_TAG`].
-pub(crate) const HEARTBEAT: &str = concat!("/* pglock heartbeat */ ", holds_advisory!());
+/// The heartbeat's check of a held lock, tagged with [`HEARTBEAT_TAG`] and sent
+/// with the simple-query protocol: its answer proves that the session is alive
+/// and answering, and says whether a transaction block is open (see
+/// [`IN_TRANSACTION`]). A live session keeps its session-level locks and its
+/// transaction keeps its transaction-level ones, so that is all a lock needs,
+/// and it costs what a `SELECT 1` costs whatever the server's lock count (unlike
+/// a read of `pg_locks`, which copies the server's whole lock table). What it
+/// cannot see, SQL run on the session itself by user code that releases the
+/// lock (`pg_advisory_unlock`, `pg_advisory_unlock_all()`, `DISCARD ALL`), is
+/// reported by the release: the unlock then returns `false`.
+pub(crate) const HEARTBEAT: &str = "/* pglock heartbeat */ SELECT now() <> statement_timestamp()";
 
 /// The sessions other than ours holding the advisory lock `(classid, objid,
 /// objsubid)` in this database.
@@ -785,8 +803,43 @@ mod tests {
     #[test]
     fn the_heartbeat_starts_with_its_tag() {
         assert!(HEARTBEAT.starts_with(HEARTBEAT_TAG));
-        assert!(HEARTBEAT.ends_with(HOLDS_ADVISORY));
+        assert!(SET_SERVER_TIMERS.starts_with(HEARTBEAT_TAG));
         assert!(!HOLDS_ADVISORY.starts_with(HEARTBEAT_TAG));
+    }
+
+    /// Issue 17.2: a `pg_locks` read copies the server's whole lock table, so
+    /// its cost grows with every lock held on the server. The statements that
+    /// run on every release, every return to the pool and every heartbeat must
+    /// not read it (`pglock-bench` measures them with 10,000 locks held by
+    /// another session; `tests/advisory.rs` looks at what the server ran).
+    #[test]
+    fn hot_and_periodic_statements_do_not_read_pg_locks() {
+        let hot = [
+            ("RETURN_CHECK", RETURN_CHECK),
+            ("RETURN_CHECK_BEHIND_POOLER", RETURN_CHECK_BEHIND_POOLER),
+            ("HEARTBEAT", HEARTBEAT),
+            ("SET_SERVER_TIMERS", SET_SERVER_TIMERS),
+            ("RESET_SERVER_TIMERS", RESET_SERVER_TIMERS),
+        ];
+        let unlocks = UNLOCK.iter().flatten().map(|s| ("UNLOCK", *s));
+        let literal = [
+            unlock_literal(crate::LockKey::Int(1), false),
+            unlock_literal(crate::LockKey::Pair(1, 2), true),
+        ];
+        for (name, sql) in hot
+            .into_iter()
+            .chain(unlocks)
+            .chain(literal.iter().map(|s| ("unlock_literal", s.as_str())))
+        {
+            let lower = sql.to_ascii_lowercase();
+            assert!(!lower.contains("pg_locks"), "{name} reads pg_locks: {sql}");
+            assert!(
+                !lower.contains("pg_lock_status"),
+                "{name} reads the lock table: {sql}"
+            );
+        }
+        // The return check releases what the body left instead of counting it.
+        assert!(RETURN_CHECK.contains("pg_advisory_unlock_all()"));
     }
 
     #[test]

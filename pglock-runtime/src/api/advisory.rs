@@ -555,7 +555,7 @@ impl<'c> AdvisoryGuard<'c> {
     fn new(target: Target<'c>, lock: &AdvisoryLock, own_txn: bool) -> AdvisoryGuard<'c> {
         tracing::debug!(target: "pglock", key = %lock.key, shared = lock.shared, xact = lock.xact, "advisory lock acquired");
         let heartbeat = match &target {
-            Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.shared),
+            Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.xact),
             Target::Borrowed(_) => None,
         };
         let label = metrics::lock_label(lock.key, lock.name.as_ref().map(|n| &*n.name));
