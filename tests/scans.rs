@@ -80,8 +80,16 @@ async fn release_return_check_and_heartbeat_do_not_read_the_servers_lock_table()
         settle(alias).await;
         let c = connection_for(alias).await.unwrap();
         pid = c.backend_pid();
-        let (query, spent) = last_statement(&obs, pid).await.expect("idle");
-        assert!(query.starts_with("SELECT pg_advisory_unlock("), "{query}");
+        // The unlock is pipelined: it may still be on its way to the server.
+        let spent = within(5, "the unlock on the server", async {
+            loop {
+                match last_statement(&obs, pid).await {
+                    Some((q, spent)) if q.starts_with("SELECT pg_advisory_unlock(") => break spent,
+                    _ => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        })
+        .await;
         release.push(spent);
         drop(c);
         settle(alias).await;
