@@ -19,28 +19,26 @@ pub(crate) const IN_TRANSACTION: &str = "SELECT now() <> statement_timestamp()";
 ///
 /// Its first row checks what cannot be reset without closing the session: no
 /// transaction block (open blocks are the caller's to end), and the
-/// `lock_timeout` the session had when it was opened (pglock's own restore ran).
-/// Then it resets what user code may have changed, so that the next, unrelated
-/// checkout gets a clean session: every session-level advisory lock
-/// (`pg_advisory_unlock_all()`: whatever pglock took on the session was released
-/// before the check runs, so what is left is the body's own), the role and
-/// session authorization, every setting (`search_path`, `statement_timeout`, …),
-/// `LISTEN`s, open cursors, temporary tables, sequence state and SQL-level
-/// prepared statements (pglock's own, protocol-level ones stay). Its last row
-/// says whether the session now runs as the user it connected as.
+/// `lock_timeout` the session had when it was opened (pglock's own restore ran);
+/// it releases every session-level advisory lock (`pg_advisory_unlock_all()`:
+/// whatever pglock took on the session was released before the check runs, so
+/// what is left is the body's own), and it lists the `DEALLOCATE`s of the
+/// SQL-level prepared statements (NULL when there are none: the common case
+/// costs no second statement; pglock's own, protocol-level ones stay). Then it
+/// resets what else user code may have changed, so that the next, unrelated
+/// checkout gets a clean session: the role and session authorization, every
+/// setting (`search_path`, `statement_timeout`, …), `LISTEN`s, open cursors,
+/// temporary tables and sequence state. Its last row says whether the session
+/// now runs as the user it connected as.
 ///
 /// Nothing in it reads `pg_locks`, whose cost grows with every lock held on the
 /// server: each statement touches only this session's own state.
 pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
-     current_setting('lock_timeout'); \
-     SELECT pg_advisory_unlock_all(); \
+     current_setting('lock_timeout'), pg_advisory_unlock_all() IS NULL, \
+     (SELECT string_agg('DEALLOCATE ' || quote_ident(name), '; ') \
+       FROM pg_prepared_statements WHERE from_sql); \
      RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; \
      DISCARD TEMP; DISCARD SEQUENCES; \
-     DO $pglock$ DECLARE s record; BEGIN \
-       FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql LOOP \
-         EXECUTE format('DEALLOCATE %I', s.name); \
-       END LOOP; \
-     END $pglock$; \
      SELECT current_user = session_user";
 
 /// [`RETURN_CHECK`] behind a transaction pooler, where only the transaction state
@@ -210,17 +208,24 @@ pub(crate) const SET_SERVER_TIMERS: &str = "/* pglock heartbeat */ SELECT \
 pub(crate) const RESET_SERVER_TIMERS: &str =
     "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout";
 
-/// The heartbeat's check of a held lock, tagged with [`HEARTBEAT_TAG`] and sent
-/// with the simple-query protocol: its answer proves that the session is alive
-/// and answering, and says whether a transaction block is open (see
-/// [`IN_TRANSACTION`]). A live session keeps its session-level locks and its
-/// transaction keeps its transaction-level ones, so that is all a lock needs,
-/// and it costs what a `SELECT 1` costs whatever the server's lock count (unlike
-/// a read of `pg_locks`, which copies the server's whole lock table). What it
-/// cannot see, SQL run on the session itself by user code that releases the
-/// lock (`pg_advisory_unlock`, `pg_advisory_unlock_all()`, `DISCARD ALL`), is
-/// reported by the release: the unlock then returns `false`.
-pub(crate) const HEARTBEAT: &str = "/* pglock heartbeat */ SELECT now() <> statement_timestamp()";
+/// The heartbeat's check of a held lock, tagged with [`HEARTBEAT_TAG`]: its
+/// answer, within the answer deadline, proves that the session is alive and
+/// answering. A live session keeps its session-level locks and its transaction
+/// keeps its transaction-level ones, so while only pglock's statements run on
+/// the session that is all a lock needs; it costs what a `SELECT 1` costs
+/// whatever the server's lock count (unlike a read of `pg_locks`, which copies
+/// the server's whole lock table). What it cannot see, SQL run on the session
+/// by user code that releases the lock (`pg_advisory_unlock`,
+/// `pg_advisory_unlock_all()`, `DISCARD ALL`), is reported by the release: the
+/// unlock then returns `false`.
+pub(crate) const HEARTBEAT: &str = "/* pglock heartbeat */ SELECT 1";
+
+/// [`HEARTBEAT`] for a transaction-level lock on a connection handed to user
+/// code, which may have ended pglock's transaction (and the lock with it):
+/// whether a transaction block is open, with the simple-query protocol (see
+/// [`IN_TRANSACTION`]).
+pub(crate) const HEARTBEAT_IN_TRANSACTION: &str =
+    "/* pglock heartbeat */ SELECT now() <> statement_timestamp()";
 
 /// The sessions other than ours holding the advisory lock `(classid, objid,
 /// objsubid)` in this database.
@@ -803,6 +808,7 @@ mod tests {
     #[test]
     fn the_heartbeat_starts_with_its_tag() {
         assert!(HEARTBEAT.starts_with(HEARTBEAT_TAG));
+        assert!(HEARTBEAT_IN_TRANSACTION.starts_with(HEARTBEAT_TAG));
         assert!(SET_SERVER_TIMERS.starts_with(HEARTBEAT_TAG));
         assert!(!HOLDS_ADVISORY.starts_with(HEARTBEAT_TAG));
     }
@@ -818,6 +824,7 @@ mod tests {
             ("RETURN_CHECK", RETURN_CHECK),
             ("RETURN_CHECK_BEHIND_POOLER", RETURN_CHECK_BEHIND_POOLER),
             ("HEARTBEAT", HEARTBEAT),
+            ("HEARTBEAT_IN_TRANSACTION", HEARTBEAT_IN_TRANSACTION),
             ("SET_SERVER_TIMERS", SET_SERVER_TIMERS),
             ("RESET_SERVER_TIMERS", RESET_SERVER_TIMERS),
         ];

@@ -1,7 +1,8 @@
 //! Lock-loss detection: while a lock is held on a pooled connection, pglock checks
 //! every interval, on that session, that the session is alive and answering
-//! (within the alias's answer deadline) and, for a transaction-level lock, that
-//! its transaction is still open.
+//! (within the alias's answer deadline: a prepared `SELECT 1`) and, for a
+//! transaction-level lock on a connection handed to user code, that its
+//! transaction is still open.
 //!
 //! That is all a held lock needs, without reading `pg_locks` (whose cost grows
 //! with every lock held on the server): the server releases a session-level
@@ -30,7 +31,7 @@ use tokio_postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
-use crate::lock::txn::heartbeat;
+use crate::lock::txn::heartbeat_in_transaction;
 use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::wire::send_now::send_now;
@@ -184,7 +185,14 @@ async fn check(conn: &Connection, xact: bool) -> Option<Why> {
                 conn.session().set_server_timers(true);
             }
         }
-        heartbeat(conn.exec()).await
+        if xact && conn.is_exposed() {
+            // User code may have ended pglock's transaction, and the lock with it.
+            return heartbeat_in_transaction(conn.exec()).await;
+        }
+        // Only pglock's statements ran (or a session lock, which user code
+        // could release only through this session: the release reports that):
+        // an answer is all it takes.
+        conn.exec().one(sql::HEARTBEAT, &[]).await.map(|_| true)
     };
     let answer = if conn.is_exposed() {
         look.await

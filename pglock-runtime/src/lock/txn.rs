@@ -92,12 +92,12 @@ pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
     in_transaction_as(exec, sql::IN_TRANSACTION).await
 }
 
-/// [`in_transaction`] as the heartbeat asks it ([`sql::HEARTBEAT`]): its
+/// [`in_transaction`] as the heartbeat asks it of a transaction-level lock on a
+/// connection handed to user code ([`sql::HEARTBEAT_IN_TRANSACTION`]): its
 /// statement is tagged, so that `pg_stat_activity` shows the heartbeat, not a
-/// query of the application, as the last statement of an idle holder. An answer
-/// proves the session alive; an error says why it may not be.
-pub(crate) async fn heartbeat(exec: Exec<'_>) -> Result<bool, Error> {
-    in_transaction_as(exec, sql::HEARTBEAT).await
+/// query of the application, as the last statement of an idle holder.
+pub(crate) async fn heartbeat_in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
+    in_transaction_as(exec, sql::HEARTBEAT_IN_TRANSACTION).await
 }
 
 async fn in_transaction_as(exec: Exec<'_>, statement: &'static str) -> Result<bool, Error> {

@@ -289,5 +289,12 @@ async fn return_check(conn: &Session) -> Result<(), String> {
     if last.and_then(|r| r.get(0)) != Some("t") {
         return Err("the session does not run as the user it connected as".into());
     }
+    // SQL-level prepared statements, by the names the server quoted.
+    if let Some(deallocate) = row.get(3) {
+        conn.client
+            .batch_execute(deallocate)
+            .await
+            .map_err(|e| format!("deallocating prepared statements failed: {e}"))?;
+    }
     Ok(())
 }
