@@ -448,8 +448,14 @@ async fn advisory_locks_left_on_a_used_connection_are_released_and_the_session_k
     drop(c);
     let next = within(10, "checkout", connection_for(alias)).await.unwrap();
     assert_eq!(next.backend_pid(), pid, "the session was reset, not closed");
-    assert!(holders(&obs, LockKey::Int(a)).await.is_empty(), "a released");
-    assert!(holders(&obs, LockKey::Int(b)).await.is_empty(), "b released");
+    assert!(
+        holders(&obs, LockKey::Int(a)).await.is_empty(),
+        "a released"
+    );
+    assert!(
+        holders(&obs, LockKey::Int(b)).await.is_empty(),
+        "b released"
+    );
     // Free for another session at once.
     let other = session(url(), "left-locks-other").await;
     let got: bool = other

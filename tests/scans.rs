@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use pglock_runtime::{advisory, connection_for, pool_status, register, Config, LockKey};
-use pglock_tests::*;
 use pglock_testkit::observe::wait_until_query_starts_with;
+use pglock_tests::*;
 
 /// Locks the foreign session holds.
 const FOREIGN: i64 = 10_000;

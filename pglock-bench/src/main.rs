@@ -27,8 +27,8 @@ async fn main() {
             pglock_bench::run(&url, settings).await
         }
     })
-        .await
-        .expect("benchmark task");
+    .await
+    .expect("benchmark task");
     if json {
         println!("{}", pglock_bench::to_json(&report));
     } else {

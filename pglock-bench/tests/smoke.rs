@@ -14,7 +14,7 @@ async fn every_measurement_runs() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), 91, "{:?}", report.rows);
+    assert_eq!(report.rows.len(), 93, "{:?}", report.rows);
     assert!(
         report
             .rows
@@ -63,7 +63,7 @@ async fn every_measurement_runs() {
             .iter()
             .filter(|r| r.name.ends_with("foreign locks]"))
             .count(),
-        14
+        16
     );
     pglock_bench::print(&report);
     assert!(pglock_bench::to_json(&report).contains("\"verdicts\""));
