@@ -150,3 +150,72 @@ async fn release_return_check_and_heartbeat_do_not_read_the_servers_lock_table()
         );
     }
 }
+
+/// The periodic look at what a `lock_timeout` body waits for (`lock/waits.rs`,
+/// every third of the limit) reads `pg_locks` only while the session is
+/// waiting for a lock: the server's plan for a session that is not shows every
+/// `pg_lock_status` scan never executed. Without the gate they run on every
+/// look, copying the whole lock table.
+#[tokio::test]
+async fn the_lock_wait_look_reads_no_pg_locks_while_nothing_waits() {
+    setup_owned();
+    let _foreign = foreign_advisory_locks(url(), "scans-foreign-2", 1 << 42, FOREIGN).await;
+    let idle = session(url(), "scans-idle").await;
+    let idle_pid = backend_pid(&idle).await;
+    let s = session(url(), "scans-explain").await;
+    s.batch_execute(&format!(
+        "PREPARE lock_wait(int4) AS {}",
+        pglock_runtime::__private::statements::LOCK_WAIT
+    ))
+    .await
+    .unwrap();
+    let plan = |pid: i32| {
+        let s = &s;
+        async move {
+            s.simple_query(&format!(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE lock_wait({pid})"
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+        }
+    };
+    let not_waiting = plan(idle_pid).await;
+    let scans: Vec<_> = not_waiting
+        .iter()
+        .filter(|l| l.contains("pg_lock_status"))
+        .collect();
+    assert!(!scans.is_empty(), "{not_waiting:#?}");
+    assert!(
+        scans.iter().all(|l| l.contains("never executed")),
+        "{not_waiting:#?}"
+    );
+
+    // A waiting session is still looked at: the look finds its lock request.
+    let key = unique_key();
+    let (_holder, _) = advisory_holder(url(), "scans-holder", key).await;
+    let waiter = session(url(), "scans-waiter").await;
+    let waiter_pid = backend_pid(&waiter).await;
+    let wait = tokio::spawn(async move {
+        let _ = waiter.execute("SELECT pg_advisory_lock($1)", &[&key]).await;
+        waiter
+    });
+    let obs = observer().await;
+    wait_until_blocked(&obs, waiter_pid).await;
+    let rows = s
+        .simple_query(&format!("EXECUTE lock_wait({waiter_pid})"))
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))),
+        "the waiting session's request is seen"
+    );
+    terminate(&obs, waiter_pid).await;
+    let _ = wait.await;
+}

@@ -255,6 +255,13 @@ pub(crate) const RELATION_HOLDERS: &str = "SELECT DISTINCT ON (a.pid) a.pid, \
 /// NULL when none is named), then the locktype, the mode requested, the
 /// relation (also for a row wait: the relation of the tuple lock the waiter
 /// holds) and the transaction waited on. Read by `LockWait::from_rows`.
+///
+/// Periodic (`lock/waits.rs` runs it every third of a `lock_timeout` body's
+/// limit), so it reads `pg_locks`, whose cost grows with every lock on the
+/// server, only while session `$1` is waiting for a lock: the `EXISTS` on its own
+/// activity row (`pg_stat_get_activity($1)`, one backend's status) refers to no
+/// column of the query, so the planner makes it a one-time filter evaluated
+/// before anything else, and when it is false the `pg_locks` scans never run.
 pub(crate) const LOCK_WAIT: &str = "SELECT a.pid, a.application_name, a.usename::text, \
      host(a.client_addr), a.backend_start, a.xact_start, a.state_change, a.state, a.query, \
      (SELECT h.mode FROM pg_locks h WHERE h.pid = b.pid \
@@ -273,6 +280,7 @@ pub(crate) const LOCK_WAIT: &str = "SELECT a.pid, a.application_name, a.usename:
      LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid) ON true \
      LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
      WHERE NOT w.granted AND w.pid = $1 \
+     AND EXISTS (SELECT 1 FROM pg_stat_get_activity($1) s WHERE s.wait_event_type = 'Lock') \
      ORDER BY a.backend_start";
 
 /// Columns of a backend in `pg_stat_activity` (`a`), read by `Backend::from_row`

@@ -33,6 +33,9 @@ pub mod statements {
     pub const RETURN_CHECK: &str = crate::sql::RETURN_CHECK;
     /// The heartbeat's check of a held lock (prepared once per session).
     pub const HEARTBEAT: &str = crate::sql::HEARTBEAT;
+    /// The periodic look at what a `lock_timeout` body's session (`$1`, an
+    /// `int4`) waits for.
+    pub const LOCK_WAIT: &str = crate::sql::LOCK_WAIT;
 }
 
 /// Converts a `slot = …` expression.
