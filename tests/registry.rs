@@ -32,10 +32,15 @@ async fn dirty_connections_are_closed_not_reused() {
     setup();
     let obs = observer().await;
     let alias = one_connection_alias("dirty");
+    // (An advisory lock left on the session is released by the return check's
+    // reset, and the session kept: the next test but one.)
     let cases: [(&str, &str); 4] = [
         ("open transaction", "BEGIN"),
         ("failed transaction", "BEGIN; SELECT 1/0"),
-        ("advisory lock left", "SELECT pg_advisory_lock(424242)"),
+        (
+            "open transaction holding an advisory lock",
+            "BEGIN; SELECT pg_advisory_lock(424242)",
+        ),
         ("lock_timeout changed", "SET lock_timeout = '3s'"),
     ];
     for (what, sql) in cases {
@@ -298,12 +303,7 @@ async fn a_huge_heartbeat_interval_is_clamped_not_a_panic_holding_the_lock() {
         .await
         .unwrap();
     // The release is pipelined: its unlock may still be on the wire.
-    within(10, "released", async {
-        while !holders(&obs, LockKey::Int(key)).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    assert_released(&obs, LockKey::Int(key)).await;
 }
 
 /// A metrics recorder whose gauge for held locks panics: a buggy exporter,
@@ -501,4 +501,44 @@ async fn a_used_connection_comes_back_reset() {
     assert_eq!(row.get::<_, i64>(3), 0, "no LISTEN left");
     assert!(row.get::<_, bool>(4), "no temporary table left");
     assert_eq!(row.get::<_, i64>(5), 0, "no prepared statement left");
+}
+
+/// Issue 17.2 with 15.8: advisory locks user code took on a connection it was
+/// handed are released by the return check's reset (`pg_advisory_unlock_all()`,
+/// whose cost does not depend on the server's lock table), and the session is
+/// kept. (Before, a `pg_locks` count found them and the session was closed.)
+#[tokio::test]
+async fn advisory_locks_left_on_a_used_connection_are_released_and_the_session_kept() {
+    setup();
+    let obs = observer().await;
+    let alias = one_connection_alias("left-locks");
+    let (a, b) = (unique_key(), unique_key());
+    let c = connection_for(alias).await.unwrap();
+    let pid = c.backend_pid();
+    c.execute(
+        "SELECT pg_advisory_lock($1), pg_advisory_lock($1), pg_advisory_lock_shared($2)",
+        &[&a, &b],
+    )
+    .await
+    .unwrap();
+    assert_eq!(holders(&obs, LockKey::Int(a)).await, vec![pid]);
+    drop(c);
+    let next = within(10, "checkout", connection_for(alias)).await.unwrap();
+    assert_eq!(next.backend_pid(), pid, "the session was reset, not closed");
+    assert!(
+        holders(&obs, LockKey::Int(a)).await.is_empty(),
+        "a released"
+    );
+    assert!(
+        holders(&obs, LockKey::Int(b)).await.is_empty(),
+        "b released"
+    );
+    // Free for another session at once.
+    let other = session(url(), "left-locks-other").await;
+    let got: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&a])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got);
 }

@@ -34,17 +34,47 @@ async fn lost_resolves_when_the_backend_is_terminated() {
     assert_released(&obs, LockKey::Int(key)).await;
 }
 
+/// A lock released by SQL run on its own session through the exposed
+/// connection (`pg_advisory_unlock_all()`) is not seen by the heartbeat, which
+/// proves the session alive without reading `pg_locks` (issue 17.2): the
+/// release reports it, even after heartbeats have run and another session has
+/// taken the key meanwhile.
 #[tokio::test]
-async fn lost_resolves_when_unlocked_behind_the_guards_back() {
+async fn unlocked_behind_the_guards_back_is_reported_by_the_release() {
     setup_owned();
+    let obs = observer().await;
     let key = unique_key();
     let g = advisory(key).acquire().await.unwrap();
+    let pid = g.connection().unwrap().backend_pid();
     g.client()
         .batch_execute("SELECT pg_advisory_unlock_all()")
         .await
         .unwrap();
+    let (_other, other_pid) = advisory_holder(url(), "behind-the-back", key).await;
+    assert_eq!(holders(&obs, LockKey::Int(key)).await, vec![other_pid]);
+    // The default heartbeat (1 s) has checked the session since.
+    pglock_testkit::observe::wait_until_query_starts_with(&obs, pid, "/* pglock heartbeat */")
+        .await;
+    let err = g.release().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LostBeforeRelease, "{err:?}");
+    assert!(err.is_lost());
+}
+
+/// An `xact` lock ends with its transaction: a body that commits pglock's
+/// transaction through the exposed connection has lost it, and the heartbeat
+/// (which looks whether the transaction block is still open) says so.
+#[tokio::test]
+async fn lost_resolves_when_an_xact_locks_transaction_ends_behind_its_back() {
+    setup_owned();
+    let obs = observer().await;
+    let key = unique_key();
+    let g = advisory(key).xact().acquire().await.unwrap();
+    assert_eq!(holders(&obs, LockKey::Int(key)).await.len(), 1);
+    g.client().batch_execute("COMMIT").await.unwrap();
+    assert!(holders(&obs, LockKey::Int(key)).await.is_empty());
     let e = within(5, "loss detected", g.lost()).await;
-    assert!(e.to_string().contains("no longer holds"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::LockLost);
+    assert!(e.to_string().contains("transaction has ended"), "{e}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod ops;
 mod process;
 mod report;
 mod sample;
+mod scans;
 mod scenarios;
 pub mod wire;
 
@@ -43,8 +44,8 @@ pub struct Settings {
 }
 
 /// Runs every measurement against `url` (the aliases `"default"`, `"lat"`,
-/// `"lat-awaited"`, `"counted"`, `"counted-awaited"` and `"frugal"` must not be
-/// registered yet; this registers them).
+/// `"lat-awaited"`, `"counted"`, `"counted-awaited"`, `"frugal"` and `"scan"`
+/// must not be registered yet; this registers them).
 ///
 /// # Panics
 ///
@@ -140,6 +141,40 @@ pub async fn run(url: &str, s: Settings) -> Report {
     r.push("100 raw waiters: server connections", f[2], None, "conns");
     r.push("100 raw waiters: waiting on server", f[3], None, "conns");
 
+    // Return and periodic checks with 0 and 10,000 foreign locks (issue 17.2).
+    scan_rows(url, &config, s.iterations, &mut r).await;
+
     verdicts(&mut r);
+    scans::verdicts(&mut r);
     r
+}
+
+/// Only the rows of the return and periodic checks with 0 and 10,000 advisory
+/// locks held by another session, and their targets (issue 17.2): a short run
+/// (`cargo run --release -p pglock-bench -- --scans`). Registers the alias
+/// `"scan"`.
+///
+/// ```no_run
+/// # async fn f() {
+/// let url = pglock_testkit::database_url();
+/// let report = pglock_bench::run_scans(&url, 1000).await;
+/// pglock_bench::print(&report);
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When the database cannot be reached or an operation fails.
+pub async fn run_scans(url: &str, iterations: usize) -> Report {
+    let mut config: tokio_postgres::Config = url.parse().expect("valid URL");
+    config.application_name("pglock-bench");
+    let mut r = Report::default();
+    scan_rows(url, &config, iterations, &mut r).await;
+    scans::verdicts(&mut r);
+    r
+}
+
+async fn scan_rows(url: &str, config: &tokio_postgres::Config, n: usize, r: &mut Report) {
+    pglock_runtime::register("scan", Config::new(config.clone()).max_size(1)).expect("register");
+    scans::scans(url, "scan", n, r).await;
 }

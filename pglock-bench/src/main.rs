@@ -1,4 +1,4 @@
-//! `cargo run --release -p pglock-bench [-- --iterations N --ops N --json]`
+//! `cargo run --release -p pglock-bench [-- --iterations N --ops N --json --scans]`
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -19,9 +19,16 @@ async fn main() {
     let url = pglock_testkit::database_url();
     // On a runtime worker, like application code: a raw client and its connection
     // task can then share a thread, which is the wire's best case.
-    let report = tokio::spawn(async move { pglock_bench::run(&url, settings).await })
-        .await
-        .expect("benchmark task");
+    let only_scans = std::env::args().any(|a| a == "--scans");
+    let report = tokio::spawn(async move {
+        if only_scans {
+            pglock_bench::run_scans(&url, settings.iterations).await
+        } else {
+            pglock_bench::run(&url, settings).await
+        }
+    })
+    .await
+    .expect("benchmark task");
     if json {
         println!("{}", pglock_bench::to_json(&report));
     } else {

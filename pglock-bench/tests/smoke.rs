@@ -14,7 +14,7 @@ async fn every_measurement_runs() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), 59, "{:?}", report.rows);
+    assert_eq!(report.rows.len(), 93, "{:?}", report.rows);
     assert!(
         report
             .rows
@@ -34,7 +34,7 @@ async fn every_measurement_runs() {
     );
     // The wire counter sees the baseline's single statement.
     assert_eq!(report.wire[0].syncs, 1.0, "{:?}", report.wire[0]);
-    assert_eq!(report.verdicts.len(), 11);
+    assert_eq!(report.verdicts.len(), 16);
     // Issue 12: the claim and the record of a scheduled run cost no round trip on
     // the skip paths and at most one on the run paths.
     let slots: Vec<_> = pglock_bench::slot_verdict_names().collect();
@@ -55,6 +55,15 @@ async fn every_measurement_runs() {
             .unwrap()
             .value,
         1000.0
+    );
+    // Issue 17.2: every scan row, in both phases (0 and 10,000 foreign locks).
+    assert_eq!(
+        report
+            .rows
+            .iter()
+            .filter(|r| r.name.ends_with("foreign locks]"))
+            .count(),
+        16
     );
     pglock_bench::print(&report);
     assert!(pglock_bench::to_json(&report).contains("\"verdicts\""));

@@ -42,8 +42,11 @@ pub enum ErrorKind {
     /// protected work ran.
     LostBeforeRelease,
     /// The lock was lost while it was held: its session died (terminated, server
-    /// restarted, network cut) or it was unlocked behind pglock's back. Detected by
-    /// the heartbeat ([`Config::heartbeat`](crate::Config::heartbeat)).
+    /// restarted, network cut) or stopped answering, or the transaction of an
+    /// `xact` lock ended behind pglock's back. Detected by the heartbeat
+    /// ([`Config::heartbeat`](crate::Config::heartbeat)). A session lock that
+    /// user code released through its own session is reported by the release
+    /// instead ([`LostBeforeRelease`](ErrorKind::LostBeforeRelease)).
     LockLost,
     /// A registry alias is unknown or misconfigured, or an argument is invalid
     /// (a zero `lock_timeout`, a malformed URL, an empty table list, …).

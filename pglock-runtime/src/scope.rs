@@ -366,7 +366,7 @@ impl Active {
                 };
                 self.fencing_token = Some(terms::next(exec, statements, lock.key, &name).await?);
             }
-            self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.shared);
+            self.heartbeat = Heartbeat::start(&self.conn, lock.key, lock.xact);
             if !lock.xact && !self.fresh && in_transaction(exec).await? {
                 // A session lock inside the caller's transaction: run the body in a
                 // savepoint, so that a database error in it can be rolled back and

@@ -12,27 +12,33 @@ pub(crate) const CONNECTION_INFO: &str =
 /// starts the transaction and Bind sets a later statement time.
 pub(crate) const IN_TRANSACTION: &str = "SELECT now() <> statement_timestamp()";
 
-/// What a connection must look like to go back to the pool: no transaction block,
-/// no advisory lock, and the `lock_timeout` it had when it was opened. Sent with the
-/// simple-query protocol so that the transaction check above is exact; an aborted
-/// transaction makes it fail, which also means "dirty".
+/// What a connection handed to user code must look like to go back to the pool,
+/// and the reset that makes it so. Sent with the simple-query protocol so that
+/// the transaction check is exact; an aborted transaction makes it fail, which
+/// also means "dirty".
 ///
-/// Then it resets what user code may have changed on the session, so that the
-/// next, unrelated checkout gets a clean one: the role and session
-/// authorization, every setting (`search_path`, `statement_timeout`, …),
-/// `LISTEN`s, open cursors, temporary tables, sequence state and SQL-level
-/// prepared statements (pglock's own, protocol-level ones stay). Its last row
-/// says whether the session now runs as the user it connected as.
+/// Its first row checks what cannot be reset without closing the session: no
+/// transaction block (open blocks are the caller's to end), and the
+/// `lock_timeout` the session had when it was opened (pglock's own restore ran);
+/// it releases every session-level advisory lock (`pg_advisory_unlock_all()`:
+/// whatever pglock took on the session was released before the check runs, so
+/// what is left is the body's own), and it lists the `DEALLOCATE`s of the
+/// SQL-level prepared statements (NULL when there are none: the common case
+/// costs no second statement; pglock's own, protocol-level ones stay). Then it
+/// resets what else user code may have changed, so that the next, unrelated
+/// checkout gets a clean session: the role and session authorization, every
+/// setting (`search_path`, `statement_timeout`, …), `LISTEN`s, open cursors,
+/// temporary tables and sequence state. Its last row says whether the session
+/// now runs as the user it connected as.
+///
+/// Nothing in it reads `pg_locks`, whose cost grows with every lock held on the
+/// server: each statement touches only this session's own state.
 pub(crate) const RETURN_CHECK: &str = "SELECT now() = statement_timestamp(), \
-     (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
-     current_setting('lock_timeout'); \
+     current_setting('lock_timeout'), pg_advisory_unlock_all() IS NULL, \
+     (SELECT string_agg('DEALLOCATE ' || quote_ident(name), '; ') \
+       FROM pg_prepared_statements WHERE from_sql); \
      RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; CLOSE ALL; \
      DISCARD TEMP; DISCARD SEQUENCES; \
-     DO $pglock$ DECLARE s record; BEGIN \
-       FOR s IN SELECT name FROM pg_prepared_statements WHERE from_sql LOOP \
-         EXECUTE format('DEALLOCATE %I', s.name); \
-       END LOOP; \
-     END $pglock$; \
      SELECT current_user = session_user";
 
 /// [`RETURN_CHECK`] behind a transaction pooler, where only the transaction state
@@ -179,7 +185,8 @@ macro_rules! holds_advisory {
     };
 }
 
-/// [`holds_advisory!`] after a lock timeout (the grant may have won the race).
+/// [`holds_advisory!`] after a lock timeout (the grant may have won the race): an
+/// error path only, since it reads `pg_locks`.
 pub(crate) const HOLDS_ADVISORY: &str = holds_advisory!();
 
 /// The comment that starts the heartbeat's statement: `pg_stat_activity.query` of a
@@ -201,8 +208,24 @@ pub(crate) const SET_SERVER_TIMERS: &str = "/* pglock heartbeat */ SELECT \
 pub(crate) const RESET_SERVER_TIMERS: &str =
     "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout";
 
-/// [`holds_advisory!`] as the heartbeat runs it, tagged with [`HEARTBEAT_TAG`].
-pub(crate) const HEARTBEAT: &str = concat!("/* pglock heartbeat */ ", holds_advisory!());
+/// The heartbeat's check of a held lock, tagged with [`HEARTBEAT_TAG`]: its
+/// answer, within the answer deadline, proves that the session is alive and
+/// answering. A live session keeps its session-level locks and its transaction
+/// keeps its transaction-level ones, so while only pglock's statements run on
+/// the session that is all a lock needs; it costs what a `SELECT 1` costs
+/// whatever the server's lock count (unlike a read of `pg_locks`, which copies
+/// the server's whole lock table). What it cannot see, SQL run on the session
+/// by user code that releases the lock (`pg_advisory_unlock`,
+/// `pg_advisory_unlock_all()`, `DISCARD ALL`), is reported by the release: the
+/// unlock then returns `false`.
+pub(crate) const HEARTBEAT: &str = "/* pglock heartbeat */ SELECT 1";
+
+/// [`HEARTBEAT`] for a transaction-level lock on a connection handed to user
+/// code, which may have ended pglock's transaction (and the lock with it):
+/// whether a transaction block is open, with the simple-query protocol (see
+/// [`IN_TRANSACTION`]).
+pub(crate) const HEARTBEAT_IN_TRANSACTION: &str =
+    "/* pglock heartbeat */ SELECT now() <> statement_timestamp()";
 
 /// The sessions other than ours holding the advisory lock `(classid, objid,
 /// objsubid)` in this database.
@@ -232,6 +255,13 @@ pub(crate) const RELATION_HOLDERS: &str = "SELECT DISTINCT ON (a.pid) a.pid, \
 /// NULL when none is named), then the locktype, the mode requested, the
 /// relation (also for a row wait: the relation of the tuple lock the waiter
 /// holds) and the transaction waited on. Read by `LockWait::from_rows`.
+///
+/// Periodic (`lock/waits.rs` runs it every third of a `lock_timeout` body's
+/// limit), so it reads `pg_locks`, whose cost grows with every lock on the
+/// server, only while session `$1` is waiting for a lock: the `EXISTS` on its own
+/// activity row (`pg_stat_get_activity($1)`, one backend's status) refers to no
+/// column of the query, so the planner makes it a one-time filter evaluated
+/// before anything else, and when it is false the `pg_locks` scans never run.
 pub(crate) const LOCK_WAIT: &str = "SELECT a.pid, a.application_name, a.usename::text, \
      host(a.client_addr), a.backend_start, a.xact_start, a.state_change, a.state, a.query, \
      (SELECT h.mode FROM pg_locks h WHERE h.pid = b.pid \
@@ -250,6 +280,7 @@ pub(crate) const LOCK_WAIT: &str = "SELECT a.pid, a.application_name, a.usename:
      LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid) ON true \
      LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
      WHERE NOT w.granted AND w.pid = $1 \
+     AND EXISTS (SELECT 1 FROM pg_stat_get_activity($1) s WHERE s.wait_event_type = 'Lock') \
      ORDER BY a.backend_start";
 
 /// Columns of a backend in `pg_stat_activity` (`a`), read by `Backend::from_row`
@@ -892,8 +923,45 @@ mod tests {
     #[test]
     fn the_heartbeat_starts_with_its_tag() {
         assert!(HEARTBEAT.starts_with(HEARTBEAT_TAG));
-        assert!(HEARTBEAT.ends_with(HOLDS_ADVISORY));
+        assert!(HEARTBEAT_IN_TRANSACTION.starts_with(HEARTBEAT_TAG));
+        assert!(SET_SERVER_TIMERS.starts_with(HEARTBEAT_TAG));
         assert!(!HOLDS_ADVISORY.starts_with(HEARTBEAT_TAG));
+    }
+
+    /// Issue 17.2: a `pg_locks` read copies the server's whole lock table, so
+    /// its cost grows with every lock held on the server. The statements that
+    /// run on every release, every return to the pool and every heartbeat must
+    /// not read it (`pglock-bench` measures them with 10,000 locks held by
+    /// another session; `tests/advisory.rs` looks at what the server ran).
+    #[test]
+    fn hot_and_periodic_statements_do_not_read_pg_locks() {
+        let hot = [
+            ("RETURN_CHECK", RETURN_CHECK),
+            ("RETURN_CHECK_BEHIND_POOLER", RETURN_CHECK_BEHIND_POOLER),
+            ("HEARTBEAT", HEARTBEAT),
+            ("HEARTBEAT_IN_TRANSACTION", HEARTBEAT_IN_TRANSACTION),
+            ("SET_SERVER_TIMERS", SET_SERVER_TIMERS),
+            ("RESET_SERVER_TIMERS", RESET_SERVER_TIMERS),
+        ];
+        let unlocks = UNLOCK.iter().flatten().map(|s| ("UNLOCK", *s));
+        let literal = [
+            unlock_literal(crate::LockKey::Int(1), false),
+            unlock_literal(crate::LockKey::Pair(1, 2), true),
+        ];
+        for (name, sql) in hot
+            .into_iter()
+            .chain(unlocks)
+            .chain(literal.iter().map(|s| ("unlock_literal", s.as_str())))
+        {
+            let lower = sql.to_ascii_lowercase();
+            assert!(!lower.contains("pg_locks"), "{name} reads pg_locks: {sql}");
+            assert!(
+                !lower.contains("pg_lock_status"),
+                "{name} reads the lock table: {sql}"
+            );
+        }
+        // The return check releases what the body left instead of counting it.
+        assert!(RETURN_CHECK.contains("pg_advisory_unlock_all()"));
     }
 
     #[test]

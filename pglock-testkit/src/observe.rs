@@ -320,6 +320,76 @@ pub async fn advisory_holder(url: &str, application_name: &str, key: i64) -> (Cl
     (s, pid)
 }
 
+/// A plain session named `application_name` holding `n` session-level advisory
+/// locks (keys `first .. first + n`, 64-bit): a server whose lock table is big,
+/// for measuring what grows with it (a `pg_locks` read copies the whole table).
+/// The harness's clusters have room for 38,400 locks (`max_locks_per_transaction`
+/// 128 × 300 connections).
+///
+/// ```no_run
+/// # async fn f(url: &str) {
+/// let busy = pglock_testkit::observe::foreign_advisory_locks(url, "foreign", 1 << 40, 10_000).await;
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When the session cannot connect or the locks are not all granted.
+pub async fn foreign_advisory_locks(
+    url: &str,
+    application_name: &str,
+    first: i64,
+    n: i64,
+) -> Client {
+    let s = session(url, application_name).await;
+    s.execute(
+        "SELECT pg_advisory_lock(k) FROM generate_series($1::int8, $1::int8 + $2 - 1) k",
+        &[&first, &n],
+    )
+    .await
+    .expect("the foreign session takes its locks");
+    let taken: i64 = s
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_locks query")
+        .get(0);
+    assert_eq!(taken, n, "every foreign lock granted");
+    s
+}
+
+/// The last statement of backend `pid` as `pg_stat_activity` shows it, and how
+/// long the server spent on it (`state_change - query_start`), once the backend
+/// is idle: `None` while it runs a statement, or when it is gone. The duration is
+/// measured by the server, so it does not include the round trip.
+///
+/// ```no_run
+/// # async fn f(obs: &tokio_postgres::Client) {
+/// if let Some((query, spent)) = pglock_testkit::observe::last_statement(obs, 4242).await {
+///     println!("{query}: {spent:?}");
+/// }
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When the query fails.
+pub async fn last_statement(obs: &Client, pid: i32) -> Option<(String, Duration)> {
+    let row = obs
+        .query_opt(
+            "SELECT query, extract(epoch FROM state_change - query_start)::float8 \
+             FROM pg_stat_activity WHERE pid = $1 AND state = 'idle'",
+            &[&pid],
+        )
+        .await
+        .expect("pg_stat_activity query")?;
+    let secs: f64 = row.get(1);
+    Some((row.get(0), Duration::from_secs_f64(secs.max(0.0))))
+}
+
 /// The chain a long report and a migration make: `report` read the table in a
 /// transaction it keeps open (idle in transaction, holding `AccessShareLock`);
 /// `migration` runs `ALTER TABLE` on it (waiting for `AccessExclusiveLock` behind

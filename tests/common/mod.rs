@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use pglock_runtime::LockKey;
 pub use pglock_testkit::observe::{
-    advisory_holder, assert_gone, backend_pid, backend_state, connect, is_gone, query_value,
-    session, settled_state, show_lock_timeout, simple_value, table_locker, table_reader, terminate,
-    wait_until_blocked, wait_until_gone,
+    advisory_holder, assert_gone, backend_pid, backend_state, connect, foreign_advisory_locks,
+    is_gone, last_statement, query_value, session, settled_state, show_lock_timeout, simple_value,
+    table_locker, table_reader, terminate, wait_until_blocked, wait_until_gone,
 };
 pub use pglock_testkit::within;
 use tokio_postgres::Client;

@@ -666,7 +666,7 @@ impl<'c> AdvisoryGuard<'c> {
     fn new(target: Target<'c>, lock: &AdvisoryLock, own_txn: bool) -> AdvisoryGuard<'c> {
         tracing::debug!(target: "pglock", key = %lock.key, shared = lock.shared, xact = lock.xact, "advisory lock acquired");
         let heartbeat = match &target {
-            Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.shared),
+            Target::Owned(conn) => Heartbeat::start(conn, lock.key, lock.xact),
             Target::Borrowed(_) => None,
         };
         let label = metrics::lock_label(lock.key, lock.name.as_ref().map(|n| &*n.name));
@@ -724,9 +724,14 @@ impl<'c> AdvisoryGuard<'c> {
         }
     }
 
-    /// Whether the heartbeat has found the lock lost (its session died, or it was
-    /// unlocked behind the guard's back). Always `false` for guards on a caller's
-    /// client and when the alias has no heartbeat.
+    /// Whether the heartbeat has found the lock lost: its session died or stopped
+    /// answering, or (an `xact` lock) its transaction ended. Always `false` for
+    /// guards on a caller's client and when the alias has no heartbeat. A lock
+    /// that SQL run through [`client`](AdvisoryGuard::client) releases itself
+    /// (`pg_advisory_unlock`, `pg_advisory_unlock_all()`) is not seen here: the
+    /// heartbeat does not read `pg_locks`, whose cost grows with the server;
+    /// [`release`](AdvisoryGuard::release) reports it
+    /// ([`ErrorKind::LostBeforeRelease`]).
     pub fn is_lost(&self) -> bool {
         self.heartbeat.as_ref().is_some_and(|h| h.is_lost())
     }

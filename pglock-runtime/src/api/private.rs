@@ -1,5 +1,6 @@
 //! Not public API: what `#[advisory_lock]`, `#[lock_timeout]` and `#[prioritize]`
-//! expand to. Anything here may change in any release.
+//! expand to, and the statements `pglock-bench` times on a client of its own.
+//! Anything here may change in any release.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -19,6 +20,23 @@ use crate::lock::txn::Wait;
 use crate::pool::registry::DEFAULT_ALIAS;
 use crate::scope::{self, LockSpec, Outcome, Spec, SyncActive};
 use crate::slot::{Slot, ToSlot};
+
+/// The statements of pglock's periodic and return paths, for `pglock-bench`,
+/// which times them next to a `SELECT 1` on a server holding many locks.
+///
+/// ```
+/// assert!(pglock_runtime::__private::statements::HEARTBEAT.starts_with("/* pglock heartbeat */"));
+/// ```
+pub mod statements {
+    /// The return check and reset of a connection handed to user code
+    /// (simple-query protocol).
+    pub const RETURN_CHECK: &str = crate::sql::RETURN_CHECK;
+    /// The heartbeat's check of a held lock (prepared once per session).
+    pub const HEARTBEAT: &str = crate::sql::HEARTBEAT;
+    /// The periodic look at what a `lock_timeout` body's session (`$1`, an
+    /// `int4`) waits for.
+    pub const LOCK_WAIT: &str = crate::sql::LOCK_WAIT;
+}
 
 /// Converts a `slot = …` expression.
 #[inline]

@@ -282,29 +282,15 @@ pub(crate) async fn lock(
     }
 }
 
-/// Whether this session holds `key` in the given mode.
+/// Whether this session holds `key` in the given mode. Reads `pg_locks`, whose
+/// cost grows with every lock on the server: for error paths only (after a lock
+/// timeout or a cancel, whose grant may have won the race).
 pub(crate) async fn holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
-    holds_with(exec, sql::HOLDS_ADVISORY, key, shared).await
-}
-
-/// [`holds`] as the heartbeat asks it: its statement is tagged, so that
-/// `pg_stat_activity` shows the heartbeat, not a query of the application, as the
-/// last statement of an idle holder.
-pub(crate) async fn still_holds(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<bool, Error> {
-    holds_with(exec, sql::HEARTBEAT, key, shared).await
-}
-
-async fn holds_with(
-    exec: Exec<'_>,
-    statement: &'static str,
-    key: LockKey,
-    shared: bool,
-) -> Result<bool, Error> {
     let (c, o, s) = key.pg_locks_ids();
     let mode = if shared { "ShareLock" } else { "ExclusiveLock" };
     Ok(exec
         .one(
-            statement,
+            sql::HOLDS_ADVISORY,
             &[
                 (&c, Type::OID),
                 (&o, Type::OID),
@@ -317,7 +303,9 @@ async fn holds_with(
 }
 
 /// Releases a session lock; `Err(LostBeforeRelease)` when the server says it was
-/// not held.
+/// not held. The unlock checks itself: `pg_advisory_unlock` returns `false` (and
+/// the server logs a WARNING) for a lock the session does not hold, so no second
+/// statement, and no `pg_locks` read, is needed to know.
 pub(crate) async fn unlock(exec: Exec<'_>, key: LockKey, shared: bool) -> Result<(), Error> {
     let p = KeyParams::new(key);
     let row = exec

@@ -1,5 +1,18 @@
 //! Lock-loss detection: while a lock is held on a pooled connection, pglock checks
-//! every interval, on that session, that it still holds the lock.
+//! every interval, on that session, that the session is alive and answering
+//! (within the alias's answer deadline: a prepared `SELECT 1`) and, for a
+//! transaction-level lock on a connection handed to user code, that its
+//! transaction is still open.
+//!
+//! That is all a held lock needs, without reading `pg_locks` (whose cost grows
+//! with every lock held on the server): the server releases a session-level
+//! advisory lock only when the session ends or the session itself unlocks it,
+//! and a transaction-level one only when its transaction ends. While only
+//! pglock's statements run on the session, the session never unlocks behind
+//! pglock's back. Once user code has the connection (`connection()` in the body,
+//! `AdvisoryGuard::client`), its own SQL could (`pg_advisory_unlock` of the key,
+//! `pg_advisory_unlock_all()`, `DISCARD ALL`): the heartbeat does not see that,
+//! the release does (the unlock returns `false`: `ErrorKind::LostBeforeRelease`).
 //!
 //! Each alias has one board of held locks (kept here, by alias name: the pool
 //! knows nothing of heartbeats) and one ticker task on pglock's runtime that
@@ -18,7 +31,7 @@ use tokio_postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
 use crate::key::LockKey;
-use crate::lock::advisory::still_holds;
+use crate::lock::txn::heartbeat_in_transaction;
 use crate::metrics;
 use crate::pool::connection::Connection;
 use crate::wire::send_now::send_now;
@@ -33,7 +46,7 @@ type Why = Cow<'static, str>;
 struct Entry {
     conn: Connection,
     key: LockKey,
-    shared: bool,
+    xact: bool,
     due: Instant,
     checking: bool,
     lost: Lost,
@@ -115,10 +128,10 @@ impl Board {
                 continue;
             }
             e.checking = true;
-            let (conn, key, shared) = (e.conn.clone(), e.key, e.shared);
+            let (conn, xact) = (e.conn.clone(), e.xact);
             let board = self.clone();
             rt::spawn(async move {
-                let why = check(&conn, key, shared).await;
+                let why = check(&conn, xact).await;
                 board.checked(id, why, &conn);
             });
         }
@@ -153,7 +166,7 @@ impl Board {
 /// check queues behind), an answer later than the alias's answer deadline
 /// counts as a loss: the path to the server is cut or the server frozen, and
 /// the session is closed.
-async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
+async fn check(conn: &Connection, xact: bool) -> Option<Why> {
     if conn.is_closed() {
         return Some("its connection is closed".into());
     }
@@ -172,7 +185,14 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
                 conn.session().set_server_timers(true);
             }
         }
-        still_holds(conn.exec(), key, shared).await
+        if xact && conn.is_exposed() {
+            // User code may have ended pglock's transaction, and the lock with it.
+            return heartbeat_in_transaction(conn.exec()).await;
+        }
+        // Only pglock's statements ran (or a session lock, which user code
+        // could release only through this session: the release reports that):
+        // an answer is all it takes.
+        conn.exec().one(sql::HEARTBEAT, &[]).await.map(|_| true)
     };
     let answer = if conn.is_exposed() {
         look.await
@@ -180,8 +200,8 @@ async fn check(conn: &Connection, key: LockKey, shared: bool) -> Option<Why> {
         conn.within_deadline("the heartbeat check", look).await
     };
     match answer {
-        Ok(true) => None,
-        Ok(false) => Some("its session no longer holds it".into()),
+        Ok(false) if xact => Some("its transaction has ended, and the lock with it".into()),
+        Ok(_) => None,
         Err(e) if e.is_connection_lost() => Some(e.to_string().into()),
         // An aborted transaction, a cancelled statement: says nothing about the
         // lock; look again next time.
@@ -204,9 +224,10 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Puts `key`, held on `conn`, on its alias's board, if the alias has a
-    /// heartbeat. The first check is one interval from now.
-    pub(crate) fn start(conn: &Connection, key: LockKey, shared: bool) -> Option<Heartbeat> {
+    /// Puts `key`, held on `conn` (in a transaction when `xact`), on its alias's
+    /// board, if the alias has a heartbeat. The first check is one interval from
+    /// now.
+    pub(crate) fn start(conn: &Connection, key: LockKey, xact: bool) -> Option<Heartbeat> {
         let board = Board::of(conn.alias(), conn.heartbeat_interval()?);
         board.ensure_ticker();
         let (tx, rx) = watch::channel(None);
@@ -219,7 +240,7 @@ impl Heartbeat {
                 Entry {
                     conn: conn.clone(),
                     key,
-                    shared,
+                    xact,
                     due: Instant::now() + board.every,
                     checking: false,
                     lost: tx,

@@ -89,9 +89,21 @@ pub(crate) enum Txn {
 /// Whether a transaction block is open on the session. Uses the simple-query
 /// protocol, where the check is exact (see [`sql::IN_TRANSACTION`]).
 pub(crate) async fn in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
+    in_transaction_as(exec, sql::IN_TRANSACTION).await
+}
+
+/// [`in_transaction`] as the heartbeat asks it of a transaction-level lock on a
+/// connection handed to user code ([`sql::HEARTBEAT_IN_TRANSACTION`]): its
+/// statement is tagged, so that `pg_stat_activity` shows the heartbeat, not a
+/// query of the application, as the last statement of an idle holder.
+pub(crate) async fn heartbeat_in_transaction(exec: Exec<'_>) -> Result<bool, Error> {
+    in_transaction_as(exec, sql::HEARTBEAT_IN_TRANSACTION).await
+}
+
+async fn in_transaction_as(exec: Exec<'_>, statement: &'static str) -> Result<bool, Error> {
     let rows = exec
         .client
-        .simple_query(sql::IN_TRANSACTION)
+        .simple_query(statement)
         .await
         .map_err(Error::from_pg)?;
     Ok(rows

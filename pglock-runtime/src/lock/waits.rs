@@ -11,7 +11,9 @@
 //! saw on the scope's session. A wait that times out lasts the whole limit, so at
 //! least two looks fall inside it. A body that finishes within a third of its
 //! limit costs a timer and nothing else; with no free session (a pool of one),
-//! nothing is seen.
+//! nothing is seen. A look at a session that is not waiting for a lock reads one
+//! backend's activity row and not `pg_locks` (whose cost grows with every lock on
+//! the server; see `sql::LOCK_WAIT`).
 //!
 //! The driver's error becomes a pglock [`Error`] through `From` (the `?` of a body
 //! returning `Result<_, pglock_runtime::Error>`): for a lock timeout inside a

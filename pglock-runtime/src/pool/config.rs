@@ -280,10 +280,12 @@ impl Config {
         self
     }
 
-    /// How often a held lock is checked on its own session (one cheap query per
-    /// interval, only while a lock is held), bounding how long a lost lock goes
-    /// unnoticed: [`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost) and
-    /// `on_lost = cancel` rely on it. Default 1 s; `None` turns it off. Values
+    /// How often a held lock is checked on its own session (one prepared
+    /// `SELECT 1` per interval, only while a lock is held: it proves the session
+    /// alive, which is what keeps a session lock, and costs the same whatever
+    /// the server's lock count), bounding how long a lost lock goes unnoticed:
+    /// [`AdvisoryGuard::lost`](crate::AdvisoryGuard::lost) and `on_lost = cancel`
+    /// rely on it. Default 1 s; `None` turns it off. Values
     /// are kept between 10 ms and a day. A check unanswered for
     /// [`Config::answer_deadline`] counts as a loss.
     pub fn heartbeat(mut self, every: Option<Duration>) -> Config {

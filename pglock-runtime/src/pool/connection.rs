@@ -22,9 +22,12 @@ use crate::{rt, sql};
 ///
 /// Clones share the same server session. When the last clone is dropped the
 /// connection goes back to its pool, but only after pglock has checked, on the
-/// server, that it is clean: no transaction block open or aborted, no advisory lock
-/// held, `lock_timeout` as it was when the connection was opened. A connection that
-/// fails the check is closed instead, so whatever it held is released by the server.
+/// server, that it is clean and reset it: no transaction block open or aborted,
+/// `lock_timeout` as it was when the connection was opened; then every advisory
+/// lock user code left on the session is released and its role, settings,
+/// `LISTEN`s, cursors, temporary tables and SQL-level prepared statements are
+/// reset. A connection that fails the check is closed instead, so whatever it
+/// held is released by the server.
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -252,7 +255,11 @@ impl Drop for Shared {
     }
 }
 
-/// Checks on the server that a connection may be reused.
+/// Checks on the server that a connection may be reused, and resets it
+/// ([`sql::RETURN_CHECK`]): one simple-query round trip whose cost does not
+/// depend on how many locks the server holds. Advisory locks the body left on
+/// the session are released, not counted: the session is then as clean as a
+/// closed one would leave the server, and stays open.
 async fn return_check(conn: &Session) -> Result<(), String> {
     let check = if conn.behind_pooler() {
         sql::RETURN_CHECK_BEHIND_POOLER
@@ -271,16 +278,10 @@ async fn return_check(conn: &Session) -> Result<(), String> {
     if conn.behind_pooler() {
         return Ok(());
     }
-    if row.get(1) != Some("0") {
-        return Err(format!(
-            "{} advisory lock(s) still held",
-            row.get(1).unwrap_or("?")
-        ));
-    }
-    if row.get(2) != Some(conn.base_lock_timeout.as_str()) {
+    if row.get(1) != Some(conn.base_lock_timeout.as_str()) {
         return Err(format!(
             "lock_timeout is {:?}, not {:?}",
-            row.get(2),
+            row.get(1),
             conn.base_lock_timeout
         ));
     }
@@ -291,6 +292,13 @@ async fn return_check(conn: &Session) -> Result<(), String> {
     });
     if last.and_then(|r| r.get(0)) != Some("t") {
         return Err("the session does not run as the user it connected as".into());
+    }
+    // SQL-level prepared statements, by the names the server quoted.
+    if let Some(deallocate) = row.get(3) {
+        conn.client
+            .batch_execute(deallocate)
+            .await
+            .map_err(|e| format!("deallocating prepared statements failed: {e}"))?;
     }
     Ok(())
 }
