@@ -127,10 +127,12 @@ impl Board {
 
     fn elect(&self, c: &Campaign, term: u64, pid: i32) {
         let _t = self.transition();
-        self.role.send_replace(Role::Leader(term));
+        // The event and the gauge before the role: whoever sees the role (and
+        // returns from `elected()`) finds them recorded.
         tracing::info!(target: "pglock", alias = %c.alias, leadership = %c.name, term, pid,
             "elected leader");
         metrics::leadership(&c.alias, &c.name, true);
+        self.role.send_replace(Role::Leader(term));
         self.changes.send(Change::Elected { term }).ok();
     }
 }
